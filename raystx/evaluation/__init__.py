@@ -1,0 +1,20 @@
+"""Evaluators for sentence-embedding models (class names, arguments and metric keys follow sentence-transformers).
+
+Every evaluator is called as ``evaluator(model, output_path=None, epoch=-1, steps=-1) -> dict[str, float]`` and
+needs only ``model.encode`` (and ``model.similarity_fn_name``). After a call ``evaluator.primary_metric`` is the
+full metric key for model selection and ``evaluator.greater_is_better`` its direction.
+"""
+
+from __future__ import annotations
+
+from raystx.evaluation.base import BaseEvaluator, SentenceEvaluator, prefix_name_to_metrics
+from raystx.evaluation.embedding_similarity import EmbeddingSimilarityEvaluator
+from raystx.evaluation.similarity import SimilarityFunction
+
+__all__ = [
+    "BaseEvaluator",
+    "EmbeddingSimilarityEvaluator",
+    "SentenceEvaluator",
+    "SimilarityFunction",
+    "prefix_name_to_metrics",
+]
