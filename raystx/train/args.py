@@ -1,0 +1,187 @@
+"""Training arguments, named as in sentence-transformers' ``SentenceTransformerTrainingArguments``.
+
+A plain dataclass (no pydantic, no Ray) so that the per-worker loop can run anywhere torch runs.
+``validate(use_gpu=...)`` is called on the driver before any worker starts; its errors name the fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class BatchSamplers(str, Enum):
+    """How rows of one dataset are grouped into batches."""
+
+    BATCH_SAMPLER = "batch_sampler"
+    NO_DUPLICATES = "no_duplicates"
+    GROUP_BY_LABEL = "group_by_label"
+
+
+class MultiDatasetBatchSamplers(str, Enum):
+    """Which dataset each global step draws from (the same on every worker)."""
+
+    ROUND_ROBIN = "round_robin"
+    PROPORTIONAL = "proportional"
+
+
+class IntervalStrategy(str, Enum):
+    NO = "no"
+    STEPS = "steps"
+    EPOCH = "epoch"
+
+
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+
+
+@dataclass
+class SentenceTransformerTrainingArguments:
+    """What to train for and how; field names and defaults follow sentence-transformers / transformers."""
+
+    output_dir: str = "outputs"
+    overwrite_output_dir: bool = False
+    num_train_epochs: float = 3.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 8
+    per_device_eval_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    lr_scheduler_type: str = "linear"
+    lr_scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
+    warmup_ratio: float = 0.0
+    warmup_steps: int = 0
+    fp16: bool = False
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    batch_sampler: BatchSamplers | str = BatchSamplers.BATCH_SAMPLER
+    multi_dataset_batch_sampler: MultiDatasetBatchSamplers | str = MultiDatasetBatchSamplers.PROPORTIONAL
+    multi_dataset_weights: dict[str, float] | None = None
+    prompts: str | dict[str, str] | dict[str, dict[str, str]] | None = None
+    learning_rate_mapping: dict[str, float] | None = None
+    eval_strategy: IntervalStrategy | str = IntervalStrategy.NO
+    eval_steps: float | None = None
+    save_strategy: IntervalStrategy | str = IntervalStrategy.STEPS
+    save_steps: float = 500
+    save_total_limit: int | None = None
+    logging_strategy: IntervalStrategy | str = IntervalStrategy.STEPS
+    logging_steps: float = 500
+    logging_first_step: bool = False
+    load_best_model_at_end: bool = False
+    metric_for_best_model: str | None = None
+    greater_is_better: bool | None = None
+    seed: int = 42
+    data_seed: int | None = None
+    run_name: str | None = None
+    report_to: str | list[str] = "none"
+    resume_from_checkpoint: str | bool | None = None
+    dataloader_drop_last: bool = True
+    dataloader_prefetch_batches: int = 2
+    max_consecutive_bad_steps: int = 10
+    disable_tqdm: bool | None = None
+
+    def __post_init__(self) -> None:
+        self.batch_sampler = _enum(BatchSamplers, self.batch_sampler, "batch_sampler")
+        self.multi_dataset_batch_sampler = _enum(
+            MultiDatasetBatchSamplers, self.multi_dataset_batch_sampler, "multi_dataset_batch_sampler"
+        )
+        self.eval_strategy = _enum(IntervalStrategy, self.eval_strategy, "eval_strategy")
+        self.save_strategy = _enum(IntervalStrategy, self.save_strategy, "save_strategy")
+        self.logging_strategy = _enum(IntervalStrategy, self.logging_strategy, "logging_strategy")
+        if isinstance(self.report_to, str):
+            self.report_to = [] if self.report_to in ("none", "") else [self.report_to]
+        if self.eval_strategy is IntervalStrategy.STEPS and self.eval_steps is None:
+            self.eval_steps = self.logging_steps
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, use_gpu: bool = False) -> None:
+        """Raise ``ValueError`` naming the offending fields; called on the driver before workers start."""
+        errors: list[str] = []
+        positive_ints = (
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+        )
+        for name in positive_ints:
+            if int(getattr(self, name)) < 1:
+                errors.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.max_steps <= 0 and not self.num_train_epochs > 0:
+            errors.append("num_train_epochs must be > 0 when max_steps is not set")
+        if not self.learning_rate > 0 or not math.isfinite(self.learning_rate):
+            errors.append(f"learning_rate must be a positive number (got {self.learning_rate})")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            errors.append(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
+        if self.warmup_steps < 0:
+            errors.append(f"warmup_steps must be >= 0 (got {self.warmup_steps})")
+        if self.lr_scheduler_type not in SCHEDULERS:
+            errors.append(
+                f"lr_scheduler_type={self.lr_scheduler_type!r} is not one of {', '.join(SCHEDULERS)}"
+            )
+        if self.fp16 and self.bf16:
+            errors.append("fp16 and bf16 cannot both be True")
+        if self.fp16 and not use_gpu:
+            errors.append(
+                "fp16=True needs GPU workers (ScalingConfig(use_gpu=True)); on CPU use bf16=True or neither"
+            )
+        for strategy, steps in (("eval", "eval_steps"), ("save", "save_steps"), ("logging", "logging_steps")):
+            if getattr(self, f"{strategy}_strategy") is IntervalStrategy.STEPS:
+                value = getattr(self, steps)
+                if value is None or value <= 0:
+                    errors.append(f"{strategy}_strategy='steps' needs {steps} > 0 (got {value})")
+        if self.load_best_model_at_end:
+            if self.eval_strategy is IntervalStrategy.NO:
+                errors.append(
+                    "load_best_model_at_end=True needs eval_strategy 'steps' or 'epoch' (it is 'no')"
+                )
+            elif self.save_strategy is not self.eval_strategy:
+                errors.append(
+                    "load_best_model_at_end=True needs save_strategy == eval_strategy "
+                    f"(save_strategy={self.save_strategy.value!r}, eval_strategy={self.eval_strategy.value!r})"
+                )
+            elif self.eval_strategy is IntervalStrategy.STEPS and self.save_steps % self.eval_steps != 0:
+                errors.append(
+                    f"load_best_model_at_end=True needs save_steps ({self.save_steps}) to be a multiple of "
+                    f"eval_steps ({self.eval_steps})"
+                )
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            errors.append(f"save_total_limit must be >= 1 or None (got {self.save_total_limit})")
+        if self.multi_dataset_weights is not None and any(
+            w <= 0 for w in self.multi_dataset_weights.values()
+        ):
+            errors.append("multi_dataset_weights must all be > 0")
+        if errors:
+            raise ValueError("Invalid training arguments:\n  - " + "\n  - ".join(errors))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.value if isinstance(value, Enum) else value
+        return out
+
+    def non_default_items(self) -> dict[str, Any]:
+        """Fields whose value differs from the default (for the model card)."""
+        defaults = SentenceTransformerTrainingArguments()
+        own, base = self.to_dict(), defaults.to_dict()
+        return {k: v for k, v in own.items() if v != base[k] and k not in ("output_dir", "run_name")}
+
+    @property
+    def steps_interval_strategy(self) -> dict[str, IntervalStrategy]:
+        return {"eval": self.eval_strategy, "save": self.save_strategy, "logging": self.logging_strategy}
+
+
+def _enum(cls: type[Enum], value: Any, name: str) -> Any:
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(value)
+    except ValueError:
+        options = ", ".join(repr(m.value) for m in cls)  # type: ignore[attr-defined]
+        raise ValueError(f"{name}={value!r} is not valid; expected one of {options}") from None

@@ -1,0 +1,189 @@
+"""Checkpoint layout and (de)serialisation; safe to load (safetensors + ``torch.load(weights_only=True)``).
+
+A checkpoint directory holds::
+
+    model/                      the model in sentence-transformers format (rank 0)
+    loss_modules.safetensors    parameters of losses beyond the model, e.g. a SoftmaxLoss head (rank 0)
+    optimizer.pt, scheduler.pt  optimizer / LR-scheduler state (rank 0)
+    rng_state_{rank}.pt         each rank's torch / numpy / python RNG state
+    trainer_state.json          global step, epoch, position in the epoch, metrics, log history; written last,
+                                with a manifest of the other files' sizes so a truncated checkpoint is detected
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+STATE_FILE = "trainer_state.json"
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint directory is incomplete or its files do not match the manifest."""
+
+
+def loss_modules_state(losses: dict[str, nn.Module], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Tensors of every loss's own parameters/buffers (not the shared model), keyed ``{dataset}.{name}``."""
+    model_tensors = {id(t) for t in model.state_dict(keep_vars=True).values()}
+    out: dict[str, torch.Tensor] = {}
+    for ds, loss in losses.items():
+        for name, tensor in loss.state_dict(keep_vars=True).items():
+            if id(tensor) not in model_tensors and not name.startswith("model."):
+                out[f"{ds}.{name}"] = tensor.detach().cpu().contiguous()
+    return out
+
+
+def load_loss_modules_state(losses: dict[str, nn.Module], state: dict[str, torch.Tensor]) -> None:
+    for ds, loss in losses.items():
+        prefix = f"{ds}."
+        own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if own:
+            loss.load_state_dict(own, strict=False)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def write_checkpoint(
+    directory: Path,
+    *,
+    rank: int,
+    model: nn.Module,
+    losses: dict[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    trainer_state: dict[str, Any],
+) -> None:
+    """Write this rank's share of a checkpoint into ``directory`` (rank 0 writes the shared parts)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(_plain_rng(rng_state()), directory / f"rng_state_{rank}.pt")
+    if rank != 0:
+        return
+    from safetensors.torch import save_file
+
+    model.save_pretrained(str(directory / "model"))
+    extra = loss_modules_state(losses, model)
+    if extra:
+        save_file(extra, str(directory / "loss_modules.safetensors"))
+    torch.save(optimizer.state_dict(), directory / "optimizer.pt")
+    torch.save(scheduler.state_dict(), directory / "scheduler.pt")
+    manifest = {
+        str(p.relative_to(directory)): p.stat().st_size
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and not p.name.startswith("rng_state_")
+    }
+    payload = dict(trainer_state, manifest=manifest)
+    tmp = directory / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, directory / STATE_FILE)  # the state file appears last and atomically
+
+
+def read_trainer_state(directory: str | os.PathLike) -> dict[str, Any]:
+    """Load and verify ``trainer_state.json``; raise ``CorruptCheckpointError`` if anything is missing or short."""
+    directory = Path(directory)
+    path = directory / STATE_FILE
+    if not path.is_file():
+        raise CorruptCheckpointError(
+            f"{directory} has no {STATE_FILE}: the checkpoint was not completely written"
+        )
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CorruptCheckpointError(f"{path} is not valid JSON ({exc})") from exc
+    for rel, size in state.get("manifest", {}).items():
+        file = directory / rel
+        if not file.is_file() or file.stat().st_size != size:
+            raise CorruptCheckpointError(f"checkpoint file {file} is missing or truncated")
+    return state
+
+
+def restore_checkpoint(
+    directory: str | os.PathLike,
+    *,
+    rank: int,
+    model: nn.Module,
+    losses: dict[str, nn.Module],
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: Any,
+) -> dict[str, Any]:
+    """Load model, loss modules, optimizer, scheduler and this rank's RNG state; return the trainer state."""
+    directory = Path(directory)
+    state = read_trainer_state(directory)
+    load_model_weights(model, directory / "model")
+    extra = directory / "loss_modules.safetensors"
+    if extra.is_file():
+        from safetensors.torch import load_file
+
+        load_loss_modules_state(losses, load_file(str(extra)))
+    if optimizer is not None:
+        optimizer.load_state_dict(
+            torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu")
+        )
+    if scheduler is not None:
+        scheduler.load_state_dict(torch.load(directory / "scheduler.pt", weights_only=True))
+    rng_file = directory / f"rng_state_{rank}.pt"
+    if rng_file.is_file():
+        set_rng_state(_restore_rng(torch.load(rng_file, weights_only=True)))
+    return state
+
+
+def load_model_weights(model: nn.Module, model_dir: str | os.PathLike) -> None:
+    """Copy the weights of a saved model directory into ``model`` in place (same architecture)."""
+    from raystx.models import SentenceTransformer
+
+    loaded = SentenceTransformer(str(model_dir), device="cpu")
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected:
+        raise CorruptCheckpointError(f"{model_dir} holds weights the model does not have: {unexpected[:5]}")
+    if missing:
+        raise CorruptCheckpointError(f"{model_dir} lacks weights the model needs: {missing[:5]}")
+
+
+def _plain_rng(state: dict[str, Any]) -> dict[str, Any]:
+    """RNG state in a form ``torch.load(weights_only=True)`` accepts (tensors, ints, lists, strings)."""
+    py = state["python"]
+    np_state = state["numpy"]
+    out = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": state["torch"],
+    }
+    if "cuda" in state:
+        out["cuda"] = state["cuda"]
+    return out
+
+
+def _restore_rng(plain: dict[str, Any]) -> dict[str, Any]:
+    py = plain["python"]
+    np_state = plain["numpy"]
+    out = {
+        "python": (py[0], tuple(py[1]), py[2]),
+        "numpy": (np_state[0], np_state[1].numpy().astype(np.uint32), *np_state[2:]),
+        "torch": plain["torch"],
+    }
+    if "cuda" in plain:
+        out["cuda"] = plain["cuda"]
+    return out

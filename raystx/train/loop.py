@@ -1,0 +1,384 @@
+"""The per-worker training loop: the same code on every Ray Train worker (or in one process).
+
+Input is a ``WorkerPayload`` (model, losses per dataset, training arguments, data sources, evaluator) and a
+``Runtime``. Each global step draws one dataset from the pure ``EpochPlan`` (identical on all ranks); each rank
+tokenizes its slice in a prefetch thread, runs the dataset's loss (which gathers in-batch candidates across
+ranks), and gradients are averaged in one flat all-reduce. Logging, evaluation (rank 0) and checkpoints happen
+at the steps the arguments ask for, through ``runtime.report`` (the only barrier besides the all-reduce).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from raystx.data.collate import BatchCollator, Prefetcher, thread_private_tokenize
+from raystx.data.schedule import EpochPlan
+from raystx.train.args import IntervalStrategy, SentenceTransformerTrainingArguments
+from raystx.train.checkpoint import restore_checkpoint, write_checkpoint
+from raystx.train.optim import build_optimizer, build_scheduler, sync_gradients, unique_parameters
+from raystx.train.runtime import Runtime
+
+logger = logging.getLogger("raystx.train")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped because the loss was NaN/inf for too many consecutive steps."""
+
+
+@dataclass
+class WorkerPayload:
+    """Everything a worker needs, shipped from the driver in one pickle (so losses keep sharing the model)."""
+
+    model: nn.Module
+    losses: dict[str, nn.Module]
+    args: SentenceTransformerTrainingArguments
+    sources: dict[str, Any]
+    label_kinds: dict[str, str]
+    evaluator: Any = None
+    resume_from: str | None = None
+    callbacks: list[Any] = field(default_factory=list)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def plan_lengths(sources: dict[str, Any], args: SentenceTransformerTrainingArguments, world_size: int) -> int:
+    """Number of global (micro) steps in one epoch; the same for every epoch."""
+    plan = EpochPlan(
+        {n: s.num_rows for n, s in sources.items()},
+        args.per_device_train_batch_size,
+        world_size,
+        args.data_seed if args.data_seed is not None else args.seed,
+        0,
+        args.multi_dataset_batch_sampler.value,
+        args.multi_dataset_weights,
+    )
+    return len(plan)
+
+
+def total_optimizer_steps(steps_per_epoch: int, args: SentenceTransformerTrainingArguments) -> int:
+    if args.max_steps > 0:
+        return int(args.max_steps)
+    updates_per_epoch = max(steps_per_epoch // args.gradient_accumulation_steps, 1)
+    return int(math.ceil(args.num_train_epochs * updates_per_epoch))
+
+
+def _interval_hit(
+    strategy: IntervalStrategy, every: float | None, step: int, total: int, epoch_end: bool
+) -> bool:
+    if strategy is IntervalStrategy.NO:
+        return False
+    if strategy is IntervalStrategy.EPOCH:
+        return epoch_end
+    every_steps = int(every) if every and every >= 1 else max(int(math.ceil((every or 1) * total)), 1)
+    return step % every_steps == 0
+
+
+def _to_device(
+    features: list[dict[str, torch.Tensor]], device: torch.device
+) -> list[dict[str, torch.Tensor]]:
+    return [{k: v.to(device, non_blocking=True) for k, v in f.items()} for f in features]
+
+
+class TrainLoop:
+    """State and steps of one worker's training run."""
+
+    def __init__(self, payload: WorkerPayload, runtime: Runtime) -> None:
+        self.p = payload
+        self.rt = runtime
+        self.args = payload.args
+        args = self.args
+        set_seed(args.seed)
+        self.model = payload.model.to(runtime.device)
+        self.losses = {name: loss.to(runtime.device) for name, loss in payload.losses.items()}
+        if args.gradient_checkpointing and hasattr(self.model, "gradient_checkpointing_enable"):
+            self.model.gradient_checkpointing_enable()
+        named = unique_parameters([self.model, *self.losses.values()])
+        self.params = [p for _, p in named]
+        self.optimizer = build_optimizer(named, args)
+        self.steps_per_epoch = plan_lengths(payload.sources, args, runtime.world_size)
+        if self.steps_per_epoch < args.gradient_accumulation_steps:
+            raise ValueError(
+                f"One epoch has {self.steps_per_epoch} global batches of "
+                f"{args.per_device_train_batch_size} x {runtime.world_size} workers, fewer than "
+                f"gradient_accumulation_steps={args.gradient_accumulation_steps}"
+            )
+        self.max_steps = total_optimizer_steps(self.steps_per_epoch, args)
+        self.scheduler = build_scheduler(self.optimizer, args, self.max_steps)
+        self.scaler = torch.amp.GradScaler("cuda") if args.fp16 else None
+        self.autocast_dtype = torch.bfloat16 if args.bf16 else (torch.float16 if args.fp16 else None)
+        self.global_step = 0
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.log_history: list[dict[str, Any]] = []
+        self.best_metric: float | None = None
+        self.consecutive_bad = 0
+        self.opened = {name: src.open() for name, src in payload.sources.items()}
+        self._restore()
+
+    # ------------------------------------------------------------------ resume
+    def _restore(self) -> None:
+        path = self.rt.latest_checkpoint() or (Path(self.p.resume_from) if self.p.resume_from else None)
+        if path is None:
+            return
+        state = restore_checkpoint(
+            path,
+            rank=self.rt.rank,
+            model=self.model,
+            losses=self.losses,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+        )
+        self.global_step = int(state["global_step"])
+        self.epoch = int(state["epoch"])
+        self.step_in_epoch = int(state["step_in_epoch"])
+        self.log_history = list(state.get("log_history", []))
+        self.best_metric = state.get("best_metric")
+        if self.rt.rank == 0:
+            logger.info(
+                "Resumed from %s at step %d (epoch %d, batch %d)",
+                path,
+                self.global_step,
+                self.epoch,
+                self.step_in_epoch,
+            )
+
+    # ------------------------------------------------------------------ data
+    def _plan(self, epoch: int) -> EpochPlan:
+        args = self.args
+        return EpochPlan(
+            {n: s.num_rows for n, s in self.p.sources.items()},
+            args.per_device_train_batch_size,
+            self.rt.world_size,
+            args.data_seed if args.data_seed is not None else args.seed,
+            epoch,
+            args.multi_dataset_batch_sampler.value,
+            args.multi_dataset_weights,
+        )
+
+    def _batch_maker(self, plan: EpochPlan):
+        collate = BatchCollator(
+            thread_private_tokenize(self.model),
+            {n: s.input_columns for n, s in self.p.sources.items()},
+            {n: s.label_column for n, s in self.p.sources.items()},
+            self.p.label_kinds,
+            self.args.prompts,
+        )
+        rank = self.rt.rank
+
+        def make(step: int):
+            name, rows = plan.rows(step, rank)
+            data = self.opened[name][[int(i) for i in rows]]
+            features, labels = collate(name, data)
+            return name, features, labels, rows
+
+        return make
+
+    # ------------------------------------------------------------------ training
+    def run(self) -> dict[str, Any]:
+        args = self.args
+        self.model.train()
+        for loss in self.losses.values():
+            loss.train()
+        running: dict[str, torch.Tensor] = {}
+        running_steps = 0
+        micro = 0
+        started = time.perf_counter()
+        done = self.global_step >= self.max_steps
+        while not done:
+            plan = self._plan(self.epoch)
+            prefetch = Prefetcher(
+                range(self.step_in_epoch, len(plan)),
+                self._batch_maker(plan),
+                depth=args.dataloader_prefetch_batches,
+            )
+            try:
+                for step, (name, features, labels, _rows) in prefetch:
+                    components = self._forward_backward(name, features, labels)
+                    for key, value in components.items():
+                        running[key] = running.get(key, 0.0) + value
+                    running_steps += 1 if components else 0
+                    micro += 1
+                    self.step_in_epoch = step + 1
+                    epoch_end = self.step_in_epoch >= len(plan)
+                    if micro % args.gradient_accumulation_steps and not epoch_end:
+                        continue
+                    self._optimizer_step()
+                    self.global_step += 1
+                    if epoch_end:
+                        self.epoch += 1
+                        self.step_in_epoch = 0
+                    done = self.global_step >= self.max_steps
+                    self._maybe_log_eval_save(running, running_steps, epoch_end, done, started)
+                    if self._logged:
+                        running, running_steps = {}, 0
+                    if done:
+                        break
+            finally:
+                prefetch.close()
+        return {"global_step": self.global_step, "log_history": self.log_history}
+
+    def _forward_backward(self, name, features, labels) -> dict[str, torch.Tensor]:
+        features = _to_device(features, self.rt.device)
+        if labels is not None:
+            labels = labels.to(self.rt.device)
+        device_type = self.rt.device.type
+        with torch.autocast(device_type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            out = self.losses[name](features, labels)
+        components = out if isinstance(out, dict) else {"loss": out}
+        total = sum(components.values())
+        self._bad = not bool(torch.isfinite(total.detach()).item())
+        if not self._bad:
+            scaled = total / self.args.gradient_accumulation_steps
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+        logged = {"loss": total.detach().float()}
+        if len(components) > 1:
+            logged.update({f"loss_{k}": v.detach().float() for k, v in components.items()})
+        return logged if not self._bad else {}
+
+    def _optimizer_step(self) -> bool:
+        """Sync grads, clip, step. Returns False (and zeroes grads) when any rank's loss was non-finite."""
+        any_bad = sync_gradients(self.params, self._bad)
+        if any_bad:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.consecutive_bad += 1
+            if self.rt.rank == 0:
+                logger.warning(
+                    "Non-finite loss at step %d: step skipped (%d in a row)",
+                    self.global_step + 1,
+                    self.consecutive_bad,
+                )
+            if self.consecutive_bad >= self.args.max_consecutive_bad_steps:
+                raise NonFiniteLossError(
+                    f"The loss was NaN/inf for {self.consecutive_bad} consecutive steps (up to step "
+                    f"{self.global_step + 1}); stopping. The last good checkpoint is kept. Lower learning_rate, "
+                    "check the labels for NaN, or raise max_consecutive_bad_steps."
+                )
+            self.scheduler.step()
+            return False
+        self.consecutive_bad = 0
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.args.max_grad_norm and self.args.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.args.max_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return True
+
+    # ------------------------------------------------------------------ log / eval / save
+    def _maybe_log_eval_save(self, running, running_steps, epoch_end, done, started) -> None:
+        args, step = self.args, self.global_step
+        log = _interval_hit(args.logging_strategy, args.logging_steps, step, self.max_steps, epoch_end)
+        log = log or (args.logging_first_step and step == 1) or done
+        evaluate = self.p.evaluator is not None and (
+            _interval_hit(args.eval_strategy, args.eval_steps, step, self.max_steps, epoch_end)
+            or (done and args.eval_strategy is not IntervalStrategy.NO)
+        )
+        save = _interval_hit(args.save_strategy, args.save_steps, step, self.max_steps, epoch_end) or done
+        self._logged = log
+        if not (log or evaluate or save):
+            return
+        metrics: dict[str, Any] = {"step": step, "epoch": round(self._epoch_progress(), 4)}
+        if log and running_steps:
+            from raystx.distributed import all_reduce_mean
+
+            keys = sorted(running)
+            values = all_reduce_mean(torch.stack([torch.as_tensor(running[k]).float().cpu() for k in keys]))
+            metrics.update({k: float(v) / running_steps for k, v in zip(keys, values)})
+            metrics["learning_rate"] = float(self.scheduler.get_last_lr()[0])
+            metrics["samples_per_second"] = round(
+                step
+                * args.per_device_train_batch_size
+                * self.rt.world_size
+                * args.gradient_accumulation_steps
+                / max(time.perf_counter() - started, 1e-9),
+                3,
+            )
+        if evaluate:
+            metrics.update(self._evaluate())
+        if self.rt.rank == 0:
+            self.log_history.append(dict(metrics))
+            logger.info(
+                "step %d/%d %s",
+                step,
+                self.max_steps,
+                " ".join(
+                    f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in metrics.items()
+                    if k not in ("step",)
+                ),
+            )
+        checkpoint_dir = None
+        name = None
+        if save:
+            name = f"checkpoint-{step}"
+            checkpoint_dir = self._write_checkpoint(metrics)
+        metrics["done"] = bool(done)
+        self.rt.report(metrics, checkpoint_dir, name)
+
+    def _epoch_progress(self) -> float:
+        return self.epoch + self.step_in_epoch / max(self.steps_per_epoch, 1)
+
+    def _evaluate(self) -> dict[str, float]:
+        if self.rt.rank != 0:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            results = self.p.evaluator(self.model)
+        finally:
+            self.model.train(was_training)
+        metrics = {f"eval_{k}": float(v) for k, v in results.items()}
+        return metrics
+
+    def _write_checkpoint(self, metrics: dict[str, Any]) -> Path:
+        import tempfile
+
+        directory = Path(tempfile.mkdtemp(prefix=f"raystx-ckpt-{self.rt.rank}-"))
+        state = {
+            "global_step": self.global_step,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "max_steps": self.max_steps,
+            "world_size": self.rt.world_size,
+            "metrics": metrics,
+            "log_history": self.log_history,
+            "best_metric": self.best_metric,
+        }
+        write_checkpoint(
+            directory,
+            rank=self.rt.rank,
+            model=self.model,
+            losses=self.losses,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            trainer_state=state,
+        )
+        return directory
+
+
+def train_worker(payload: WorkerPayload, runtime: Runtime) -> dict[str, Any]:
+    """Run the loop to the end; used by the Ray entry point and by single-process runs."""
+    loop = TrainLoop(payload, runtime)
+    try:
+        return loop.run()
+    finally:
+        runtime.close()

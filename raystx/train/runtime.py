@@ -1,0 +1,96 @@
+"""Where the per-worker loop runs: on a Ray Train worker, or in one plain process.
+
+The loop talks only to a ``Runtime`` (rank, world size, device, report, latest checkpoint), so the same loop
+code trains in a ``TorchTrainer`` and in a single process without Ray (``bench/gpu_check.sh`` relies on that).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class Runtime:
+    """One process's view of the training job."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    def report(
+        self, metrics: dict[str, Any], checkpoint_dir: Path | None, checkpoint_name: str | None
+    ) -> None:
+        raise NotImplementedError
+
+    def latest_checkpoint(self) -> Path | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class LocalRuntime(Runtime):
+    """A single process: reports go to a list and checkpoints are copied under ``output_dir``."""
+
+    def __init__(self, output_dir: str | Path, device: str | torch.device | None = None) -> None:
+        self.output_dir = Path(output_dir)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.reports: list[dict[str, Any]] = []
+        self.checkpoints: list[Path] = []
+
+    def report(self, metrics, checkpoint_dir, checkpoint_name):
+        self.reports.append(dict(metrics))
+        if checkpoint_dir is not None:
+            target = self.output_dir / (checkpoint_name or f"checkpoint-{len(self.checkpoints)}")
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(checkpoint_dir, target)
+            self.checkpoints.append(target)
+
+    def latest_checkpoint(self) -> Path | None:
+        return self.checkpoints[-1] if self.checkpoints else None
+
+
+class RayRuntime(Runtime):
+    """A Ray Train worker: ``ray.train.report`` is the barrier that also persists checkpoints to storage."""
+
+    def __init__(self) -> None:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.rank = ctx.get_world_rank()
+        self.local_rank = ctx.get_local_rank()
+        self.world_size = ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self._tmp = Path(tempfile.mkdtemp(prefix="raystx-ckpt-"))
+        self._restored: Path | None = None
+
+    def report(self, metrics, checkpoint_dir, checkpoint_name):
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=checkpoint_name)
+        if checkpoint_dir is not None:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    def latest_checkpoint(self) -> Path | None:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        if self._restored is None:
+            self._restored = Path(checkpoint.to_directory(str(self._tmp / "restored")))
+        return self._restored
+
+    def scratch_dir(self) -> Path:
+        return Path(tempfile.mkdtemp(dir=self._tmp))
+
+    def close(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)

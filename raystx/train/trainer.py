@@ -1,0 +1,292 @@
+"""``SentenceTransformerTrainer``: the sentence-transformers trainer API, run on Ray Train workers.
+
+Driver side only: validates arguments, data and losses before any worker starts, ships one payload (model,
+losses, arguments, data sources, evaluator) to a ``TorchTrainer`` whose workers run ``raystx.train.loop``,
+then loads the final (or best) checkpoint back into the driver's ``model`` object in place, so
+``model.save_pretrained(...)`` and ``evaluator(model)`` after ``train()`` behave as in sentence-transformers.
+
+Checkpoints land in ``{output_dir}/checkpoint-{step}`` (Ray's storage path is the parent of ``output_dir``
+unless a ``RunConfig`` says otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from raystx.losses.base import RaystxLoss
+from raystx.train.args import SentenceTransformerTrainingArguments
+from raystx.train.loop import WorkerPayload
+
+logger = logging.getLogger("raystx.train")
+
+DEFAULT_DATASET_NAME = "train"
+
+
+@dataclass
+class TrainOutput:
+    """What ``train()`` returns (mirrors transformers' TrainOutput)."""
+
+    global_step: int
+    training_loss: float | None
+    metrics: dict[str, Any]
+    checkpoint_path: str | None
+    log_history: list[dict[str, Any]]
+
+
+def _ray_train_fn(config: dict[str, Any]) -> None:
+    """Entry point on every Ray Train worker."""
+    from raystx.train.loop import train_worker
+    from raystx.train.runtime import RayRuntime
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    train_worker(config["payload"], RayRuntime())
+
+
+class SentenceTransformerTrainer:
+    """Train a ``raystx.SentenceTransformer`` with one loss per dataset on Ray Train workers.
+
+    Args:
+        model: the model to train; updated in place with the trained weights when ``train()`` returns.
+        args: ``SentenceTransformerTrainingArguments``.
+        train_dataset: a ``datasets.Dataset``/``DatasetDict``/``IterableDataset``, a ``ray.data.Dataset``, a file
+            path/glob, or a dict of any of these keyed by dataset name.
+        eval_dataset: same forms; used for ``eval_loss`` (reserved; evaluator metrics are the main signal).
+        loss: a loss, a dict of losses keyed by dataset name, or a callable ``model -> loss``.
+        evaluator: a ``SentenceEvaluator`` run by rank 0 at ``eval_strategy`` steps.
+        callbacks: objects with ``on_*`` hooks (see ``raystx.train.callbacks``).
+        scaling_config: ``ray.train.ScalingConfig`` (default 1 CPU worker).
+        run_config: ``ray.train.RunConfig`` (default: storage under ``output_dir``'s parent, name = its basename).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        args: SentenceTransformerTrainingArguments | None = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        loss: RaystxLoss | dict[str, RaystxLoss] | Callable[[nn.Module], RaystxLoss] | None = None,
+        evaluator: Any = None,
+        callbacks: list[Any] | None = None,
+        scaling_config: Any = None,
+        run_config: Any = None,
+        model_init: Callable[[], nn.Module] | None = None,
+    ) -> None:
+        if model is None and model_init is None:
+            raise ValueError("SentenceTransformerTrainer needs a model (or model_init)")
+        self.model_init = model_init
+        self.model = model if model is not None else model_init()
+        self.args = args or SentenceTransformerTrainingArguments()
+        self.train_dataset = train_dataset
+        self.eval_dataset = eval_dataset
+        self.evaluator = evaluator
+        self.callbacks = list(callbacks or [])
+        self.scaling_config = scaling_config
+        self.run_config = run_config
+        if loss is None:
+            from raystx.losses import CoSENTLoss, MultipleNegativesRankingLoss  # noqa: F401 - imported for default
+
+            loss = MultipleNegativesRankingLoss(self.model)
+        self.loss = loss
+        self.state: TrainOutput | None = None
+
+    # ------------------------------------------------------------------ driver-side preparation
+    def _losses_by_dataset(self, names: list[str]) -> dict[str, nn.Module]:
+        loss = self.loss
+        if isinstance(loss, dict):
+            unknown = sorted(set(loss) - set(names))
+            missing = sorted(set(names) - set(loss))
+            if unknown or missing:
+                parts = []
+                if unknown:
+                    parts.append(f"the loss dict names datasets that do not exist: {unknown}")
+                if missing:
+                    parts.append(f"datasets without a loss: {missing}")
+                raise ValueError(
+                    "Losses and datasets do not pair up: " + "; ".join(parts) + f". Datasets are {names}; "
+                    "give one loss per dataset name, or a single loss for all."
+                )
+            built = {n: (loss[n](self.model) if _is_loss_factory(loss[n]) else loss[n]) for n in names}
+        else:
+            single = loss(self.model) if _is_loss_factory(loss) else loss
+            built = dict.fromkeys(names, single)
+        for name, value in built.items():
+            if not isinstance(value, nn.Module):
+                raise TypeError(f"The loss for dataset {name!r} is {type(value).__name__}, not a loss module")
+            if getattr(value, "model", self.model) is not self.model:
+                raise ValueError(
+                    f"The loss for dataset {name!r} wraps a different model object than the trainer's model; "
+                    "construct the loss with the same model you pass to the trainer"
+                )
+        return built
+
+    def _scaling(self):
+        from ray.train import ScalingConfig
+
+        return self.scaling_config or ScalingConfig(num_workers=1, use_gpu=False)
+
+    def _run_config(self):
+        from ray.train import CheckpointConfig, RunConfig
+
+        args = self.args
+        output_dir = Path(args.output_dir).absolute()
+        metric, mode = self._best_metric()
+        ckpt = CheckpointConfig(
+            num_to_keep=args.save_total_limit,
+            checkpoint_score_attribute=metric if args.load_best_model_at_end else None,
+            checkpoint_score_order=mode,
+        )
+        if self.run_config is None:
+            return RunConfig(
+                storage_path=str(output_dir.parent), name=output_dir.name, checkpoint_config=ckpt
+            )
+        rc = self.run_config
+        if rc.checkpoint_config is None or (
+            rc.checkpoint_config.num_to_keep is None and args.save_total_limit
+        ):
+            rc.checkpoint_config = ckpt
+        return rc
+
+    def _best_metric(self) -> tuple[str | None, str]:
+        args = self.args
+        metric = args.metric_for_best_model
+        if metric is None and self.evaluator is not None and getattr(self.evaluator, "primary_metric", None):
+            metric = self.evaluator.primary_metric
+        if metric is None:
+            return None, "max"
+        if not metric.startswith("eval_"):
+            metric = "eval_" + metric
+        greater = args.greater_is_better
+        if greater is None:
+            greater = bool(getattr(self.evaluator, "greater_is_better", not metric.endswith("loss")))
+        return metric, "max" if greater else "min"
+
+    def _check_output_dir(self, run_dir: Path) -> None:
+        existing = sorted(run_dir.glob("checkpoint-*")) if run_dir.is_dir() else []
+        if existing and not self.args.resume_from_checkpoint and not self.args.overwrite_output_dir:
+            raise FileExistsError(
+                f"{run_dir} already holds checkpoints from an earlier run ({existing[-1].name}). "
+                "Pass resume_from_checkpoint=True to continue it, choose another output_dir, or set "
+                "overwrite_output_dir=True to start over (the old checkpoints are then deleted)."
+            )
+
+    # ------------------------------------------------------------------ train
+    def train(self, resume_from_checkpoint: str | bool | None = None) -> TrainOutput:
+        """Validate, run the workers, and load the trained weights back into ``self.model``."""
+        import ray
+        from ray.train.torch import TorchTrainer
+
+        from raystx.data.columns import validate_sources
+        from raystx.data.sources import prepare_sources
+
+        if resume_from_checkpoint is not None:
+            self.args.resume_from_checkpoint = resume_from_checkpoint
+        scaling = self._scaling()
+        self.args.validate(use_gpu=bool(getattr(scaling, "use_gpu", False)))
+        run_config = self._run_config()
+        run_dir = Path(run_config.storage_path) / run_config.name
+        self._check_output_dir(run_dir)
+        if self.args.overwrite_output_dir and not self.args.resume_from_checkpoint and run_dir.is_dir():
+            shutil.rmtree(run_dir)
+        if not ray.is_initialized():
+            ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True)
+
+        created_run_dir = not run_dir.exists()
+        staging = run_dir / ".raystx-data"
+        try:
+            sources = prepare_sources(self.train_dataset, staging_dir=str(staging), name=DEFAULT_DATASET_NAME)
+            losses = self._losses_by_dataset(list(sources))
+            world = int(scaling.num_workers or 1)
+            validate_sources(
+                sources,
+                losses,
+                global_batch_size=self.args.per_device_train_batch_size * world,
+                drop_last=True,
+            )
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            if created_run_dir and run_dir.is_dir() and not any(run_dir.iterdir()):
+                run_dir.rmdir()
+            raise
+
+        resume_path = None
+        if isinstance(self.args.resume_from_checkpoint, str):
+            resume_path = str(Path(self.args.resume_from_checkpoint).absolute())
+        payload = WorkerPayload(
+            model=self.model,
+            losses=losses,
+            args=self.args,
+            sources=sources,
+            label_kinds={n: _label_kind(losses[n]) for n in sources},
+            evaluator=self.evaluator,
+            resume_from=resume_path,
+            callbacks=self.callbacks,
+        )
+        trainer = TorchTrainer(
+            _ray_train_fn,
+            train_loop_config={"payload": payload},
+            scaling_config=scaling,
+            run_config=run_config,
+        )
+        try:
+            result = trainer.fit()
+        except Exception as exc:
+            raise _unwrap_worker_error(exc) from exc
+        return self._finish(result, losses)
+
+    def _finish(self, result, losses: dict[str, nn.Module]) -> TrainOutput:
+        from raystx.train.checkpoint import load_loss_modules_state, load_model_weights, read_trainer_state
+
+        checkpoint = result.checkpoint
+        metric, mode = self._best_metric()
+        if self.args.load_best_model_at_end and metric:
+            best = result.get_best_checkpoint(metric=metric, mode=mode)
+            checkpoint = best or checkpoint
+        path = None
+        state: dict[str, Any] = {}
+        if checkpoint is not None:
+            path = checkpoint.path
+            state = read_trainer_state(path)
+            load_model_weights(self.model, Path(path) / "model")
+            extra = Path(path) / "loss_modules.safetensors"
+            if extra.is_file():
+                from safetensors.torch import load_file
+
+                load_loss_modules_state({n: l for n, l in losses.items()}, load_file(str(extra)))
+        history = state.get("log_history", [])
+        losses_logged = [h["loss"] for h in history if "loss" in h]
+        self.state = TrainOutput(
+            global_step=int(state.get("global_step", 0)),
+            training_loss=(sum(losses_logged) / len(losses_logged)) if losses_logged else None,
+            metrics=dict(result.metrics or {}),
+            checkpoint_path=str(path) if path else None,
+            log_history=history,
+        )
+        return self.state
+
+
+def _is_loss_factory(obj: Any) -> bool:
+    return callable(obj) and not isinstance(obj, nn.Module)
+
+
+def _label_kind(loss: nn.Module) -> str:
+    contract = getattr(loss, "contract", None)
+    return getattr(contract, "label", "float") if contract is not None else "float"
+
+
+def _unwrap_worker_error(exc: Exception) -> Exception:
+    """Turn Ray's wrapper around a worker failure back into the worker's own exception where possible."""
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        first = failures[min(failures)]
+        cause = getattr(first, "cause", None) or first
+        if isinstance(cause, Exception):
+            return cause
+    return exc
