@@ -14,6 +14,8 @@ of global row ``j`` (``N`` = global batch size).
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +23,8 @@ import torch
 from torch import Tensor
 
 from raystx.distributed import all_gather_with_grad, local_offset
+
+logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
 PARTITION_MODES = ("joint", "per_direction")
@@ -173,8 +177,69 @@ def num_negatives_per_anchor(batch: GlobalBatch) -> int:
 
 def similarity_name(fn: Callable) -> str:
     """Readable name of a similarity callable for config dicts (``cos_sim``, ``dot_score``, ...)."""
-    import functools
-
     if isinstance(fn, functools.partial):
         fn = fn.func
     return getattr(fn, "__name__", type(fn).__name__)
+
+
+class InfoNCEOptionsMixin:
+    """Holds the InfoNCE hyper-parameters as plain attributes (so ``loss.scale = 30`` works) and applies them."""
+
+    scale: float
+    similarity_fct: Callable[[Tensor, Tensor], Tensor]
+    directions: tuple[str, ...]
+    partition_mode: str
+    hardness_mode: str | None
+    hardness_strength: float
+    gather_across_devices: bool
+
+    def set_infonce_options(
+        self,
+        scale: float,
+        similarity_fct: Callable[[Tensor, Tensor], Tensor],
+        gather_across_devices: bool,
+        directions: Sequence[str],
+        partition_mode: str,
+        hardness_mode: str | None,
+        hardness_strength: float,
+    ) -> None:
+        """Validate and store the options (raises ``ValueError`` on an invalid combination)."""
+        self.directions = validate_options(
+            scale, directions, partition_mode, hardness_mode, hardness_strength
+        )
+        if hardness_mode is not None and hardness_strength == 0.0:
+            logger.warning("hardness_mode=%r has no effect while hardness_strength=0.0", hardness_mode)
+        self.scale = scale
+        self.similarity_fct = similarity_fct
+        self.gather_across_devices = gather_across_devices
+        self.partition_mode = partition_mode
+        self.hardness_mode = hardness_mode
+        self.hardness_strength = hardness_strength
+
+    @property
+    def temperature(self) -> float:
+        return 1.0 / self.scale
+
+    def infonce(self, batch: GlobalBatch, rows: Tensor) -> Tensor:
+        """Per-anchor loss of the global rows ``rows`` under the stored options."""
+        return infonce_rows(
+            batch,
+            rows,
+            self.similarity_fct,
+            self.scale,
+            self.directions,
+            self.partition_mode,
+            self.hardness_mode,
+            self.hardness_strength,
+        )
+
+    def infonce_config(self) -> dict[str, object]:
+        return {
+            "scale": self.scale,
+            "similarity_fct": similarity_name(self.similarity_fct),
+            "gather_across_devices": self.gather_across_devices,
+            "directions": self.directions,
+            "partition_mode": self.partition_mode,
+            "hardness_mode": self.hardness_mode,
+            "hardness_strength": self.hardness_strength,
+        }

@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
-from raystx.losses._ranking_infonce import (
-    gather_columns,
-    infonce_rows,
-    num_negatives_per_anchor,
-    similarity_name,
-    validate_options,
-)
+from raystx.losses._ranking_infonce import InfoNCEOptionsMixin, gather_columns, num_negatives_per_anchor
 from raystx.losses.base import ColumnContract, RaystxLoss
 from raystx.util import cos_sim
-
-logger = logging.getLogger(__name__)
 
 Direction = Literal["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"]
 HardnessMode = Literal["in_batch_negatives", "hard_negatives", "all_negatives"]
 
+INFONCE_CITATION = """
+@misc{oord2019representationlearningcontrastivepredictive,
+      title={Representation Learning with Contrastive Predictive Coding},
+      author={Aaron van den Oord and Yazhe Li and Oriol Vinyals},
+      year={2019},
+      eprint={1807.03748},
+      archivePrefix={arXiv},
+      primaryClass={cs.LG},
+      url={https://arxiv.org/abs/1807.03748},
+}
+"""
 
-class MultipleNegativesRankingLoss(RaystxLoss):
+
+class MultipleNegativesRankingLoss(InfoNCEOptionsMixin, RaystxLoss):
     """Contrastive ranking loss: each anchor must score its own positive above every other candidate.
 
     For anchor ``i`` the candidates are the positives of all rows of the global batch plus every hard
@@ -42,8 +45,9 @@ class MultipleNegativesRankingLoss(RaystxLoss):
             ``doc_to_query`` (symmetric term), ``doc_to_doc`` (other rows' documents).
         partition_mode: ``"joint"`` (one softmax over all directions) or ``"per_direction"`` (one log-sum-exp
             per direction, averaged; only for ``query_to_doc``/``doc_to_query``).
-        hardness_mode: add ``hardness_strength * stop_grad(sim)`` to the logits of the in-batch negatives,
-            the explicit hard negatives, or all negatives (``None``: off).
+        hardness_mode: add ``hardness_strength * stop_grad(sim)`` to the logits of the in-batch negatives
+            (``"in_batch_negatives"``), the explicit hard negatives (``"hard_negatives"``) or both
+            (``"all_negatives"``); ``None`` turns it off.
         hardness_strength: the weight of that penalty (non-negative).
 
     After each call ``last_num_negatives`` holds how many negatives every anchor was scored against.
@@ -73,17 +77,7 @@ class MultipleNegativesRankingLoss(RaystxLoss):
     """
 
     contract: ClassVar[ColumnContract] = ColumnContract(2, None, "none")
-    citation: ClassVar[str] = """
-@misc{oord2019representationlearningcontrastivepredictive,
-      title={Representation Learning with Contrastive Predictive Coding},
-      author={Aaron van den Oord and Yazhe Li and Oriol Vinyals},
-      year={2019},
-      eprint={1807.03748},
-      archivePrefix={arXiv},
-      primaryClass={cs.LG},
-      url={https://arxiv.org/abs/1807.03748},
-}
-"""
+    citation: ClassVar[str] = INFONCE_CITATION
 
     def __init__(
         self,
@@ -97,46 +91,22 @@ class MultipleNegativesRankingLoss(RaystxLoss):
         hardness_strength: float = 0.0,
     ) -> None:
         super().__init__(model)
-        self.directions = validate_options(
-            scale, directions, partition_mode, hardness_mode, hardness_strength
+        self.set_infonce_options(
+            scale,
+            similarity_fct,
+            gather_across_devices,
+            directions,
+            partition_mode,
+            hardness_mode,
+            hardness_strength,
         )
-        if hardness_mode is not None and hardness_strength == 0.0:
-            logger.warning("hardness_mode=%r has no effect while hardness_strength=0.0", hardness_mode)
-        self.scale = scale
-        self.similarity_fct = similarity_fct
-        self.gather_across_devices = gather_across_devices
-        self.partition_mode = partition_mode
-        self.hardness_mode = hardness_mode
-        self.hardness_strength = hardness_strength
         self.last_num_negatives: int | None = None
-
-    @property
-    def temperature(self) -> float:
-        return 1.0 / self.scale
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
         """Mean InfoNCE loss of this rank's anchors; ``embeddings`` = [anchor, positive, negative_1, ...]."""
         batch = gather_columns(embeddings, self.gather_across_devices)
         self.last_num_negatives = num_negatives_per_anchor(batch)
-        per_row = infonce_rows(
-            batch,
-            batch.local_rows(),
-            self.similarity_fct,
-            self.scale,
-            self.directions,
-            self.partition_mode,
-            self.hardness_mode,
-            self.hardness_strength,
-        )
-        return per_row.mean()
+        return self.infonce(batch, batch.local_rows()).mean()
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {
-            "scale": self.scale,
-            "similarity_fct": similarity_name(self.similarity_fct),
-            "gather_across_devices": self.gather_across_devices,
-            "directions": self.directions,
-            "partition_mode": self.partition_mode,
-            "hardness_mode": self.hardness_mode,
-            "hardness_strength": self.hardness_strength,
-        }
+        return self.infonce_config()

@@ -1,0 +1,118 @@
+"""CachedMultipleNegativesRankingLoss: equals MNRL (value and parameter gradients) and matches ST's cached loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_sentences
+from sentence_transformers import SentenceTransformer as STModel
+from sentence_transformers.sentence_transformer import losses as st_losses
+
+from raystx.losses._cached_gradcache import RngSnapshot, minibatch_ranges, slice_features
+from raystx.losses.cached_multiple_negatives_ranking import CachedMultipleNegativesRankingLoss
+from raystx.losses.multiple_negatives_ranking import MultipleNegativesRankingLoss
+
+
+@pytest.fixture(scope="module")
+def st_model(tiny_bert_dir):
+    torch.manual_seed(0)
+    return STModel(str(tiny_bert_dir), device="cpu")
+
+
+def _features(model, num_columns: int, rows: int = 10, seed: int = 0):
+    return [model.tokenize(make_sentences(rows, seed=seed + 17 * c)) for c in range(num_columns)]
+
+
+def _loss_and_grads(model, loss, features, scale: float = 1.0):
+    model.zero_grad(set_to_none=True)
+    value = loss([dict(f) for f in features], None)
+    (value * scale).backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return value.detach(), grads
+
+
+def _assert_same(a, b, rtol=1e-4, atol=1e-5):
+    value_a, grads_a = a
+    value_b, grads_b = b
+    torch.testing.assert_close(value_a, value_b, rtol=rtol, atol=atol)
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) > 0
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=rtol, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize("num_columns", [2, 3])
+def test_cached_equals_plain_mnrl(st_model, num_columns):
+    features = _features(st_model, num_columns)
+    plain = _loss_and_grads(st_model, MultipleNegativesRankingLoss(st_model), features)
+    cached = _loss_and_grads(
+        st_model, CachedMultipleNegativesRankingLoss(st_model, mini_batch_size=4), features
+    )
+    _assert_same(cached, plain)
+
+
+def test_cached_matches_sentence_transformers(st_model):
+    features = _features(st_model, 3, seed=5)
+    kwargs = dict(
+        scale=15.0,
+        mini_batch_size=3,
+        directions=("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"),
+        hardness_mode="all_negatives",
+        hardness_strength=2.0,
+    )
+    ours = _loss_and_grads(st_model, CachedMultipleNegativesRankingLoss(st_model, **kwargs), features)
+    ref = _loss_and_grads(
+        st_model, st_losses.CachedMultipleNegativesRankingLoss(st_model, **kwargs), features
+    )
+    _assert_same(ours, ref)
+
+
+def test_cached_scales_with_outer_gradient(st_model):
+    """The replay hook multiplies by grad_output, so ``(0.25 * loss).backward()`` gives 0.25x gradients."""
+    features = _features(st_model, 2, seed=9)
+    loss = CachedMultipleNegativesRankingLoss(st_model, mini_batch_size=4)
+    value, grads = _loss_and_grads(st_model, loss, features)
+    _, quarter = _loss_and_grads(st_model, loss, features, scale=0.25)
+    for name in grads:
+        torch.testing.assert_close(quarter[name], 0.25 * grads[name], rtol=1e-5, atol=1e-7)
+
+
+def test_cached_without_grad_returns_plain_value(st_model):
+    features = _features(st_model, 2, seed=3)
+    with torch.no_grad():
+        cached = CachedMultipleNegativesRankingLoss(st_model, mini_batch_size=3)(
+            [dict(f) for f in features], None
+        )
+        plain = MultipleNegativesRankingLoss(st_model)([dict(f) for f in features], None)
+    torch.testing.assert_close(cached, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_rng_snapshot_replays_dropout():
+    dropout = torch.nn.Dropout(0.5)
+    x = torch.ones(64)
+    snapshot = RngSnapshot([x])
+    first = dropout(x)
+    after_first = dropout(x)
+    with snapshot:
+        replay = dropout(x)
+    assert torch.equal(first, replay)
+    # leaving the snapshot restores the outer stream: the next draw continues where it was
+    torch.manual_seed(0)
+    torch.rand(3)
+    expected_next = torch.rand(3)
+    torch.manual_seed(0)
+    torch.rand(3)
+    with RngSnapshot([x]):
+        torch.rand(5)
+    assert torch.equal(torch.rand(3), expected_next)
+    assert not torch.equal(first, after_first)
+
+
+def test_minibatch_ranges_and_slicing():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+    features = {"input_ids": mask * 7, "attention_mask": mask, "sentence_id": "x"}
+    assert minibatch_ranges(features, 2) == [(0, 2), (2, 4), (4, 5)]
+    # token budget 4 over row lengths 3, 2, 1, 4, 1: pack while the sum stays within the budget
+    assert minibatch_ranges(features, 2, mini_batch_num_tokens=4) == [(0, 1), (1, 3), (3, 4), (4, 5)]
+    mb = slice_features(features, 1, 3)
+    assert mb["attention_mask"].tolist() == [[1, 1], [1, 0]]
+    assert mb["input_ids"].shape == (2, 2) and mb["sentence_id"] == "x"
