@@ -1,0 +1,39 @@
+"""A minimal README.md for saved models (the full sentence-transformers-style card is generated elsewhere)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def minimal_model_card(model: Any) -> str:
+    """Markdown describing the architecture, embedding size, similarity and how to load the model."""
+    modules = "\n".join(
+        f"  ({name}): {type(m).__name__}({m.extra_repr()})" for name, m in model.named_children()
+    )
+    data = getattr(model, "model_card_data", None) or {}
+    lines = [
+        "---",
+        "library_name: sentence-transformers",
+        "tags:",
+        "- sentence-transformers",
+        "- feature-extraction",
+        "- raystx",
+        "---",
+        "",
+        f"# {data.get('model_name', 'Sentence embedding model')}",
+        "",
+        "Trained/saved with raystx; loads with `sentence_transformers.SentenceTransformer(path)` "
+        "or `raystx.models.SentenceTransformer(path)`.",
+        "",
+        f"- Output dimension: {model.get_sentence_embedding_dimension()}",
+        f"- Similarity function: {model.similarity_fn_name}",
+        f"- Maximum sequence length: {model.max_seq_length}",
+        "",
+        "```",
+        "SentenceTransformer(",
+        modules,
+        ")",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,485 @@
+"""SentenceTransformer: an ordered list of modules (``torch.nn.Sequential``) that maps texts to embeddings.
+
+Loads and saves the sentence-transformers on-disk format (``modules.json`` + one directory per module +
+``config_sentence_transformers.json``), so a directory written here loads in ``sentence_transformers`` 6.x
+and vice versa. A plain Hugging Face encoder directory becomes Transformer + mean Pooling.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from raystx.models._io import read_json, write_json
+from raystx.models.hub import resolve_model_path
+from raystx.models.model_card import minimal_model_card
+from raystx.models.pooling import Pooling
+from raystx.models.quantize import PRECISIONS, quantize_embeddings
+from raystx.models.registry import module_class_for
+from raystx.models.transformer import Transformer
+from raystx.util import batch_to_device, similarity_fn
+
+logger = logging.getLogger(__name__)
+
+SIMILARITY_FN_NAMES = ("cosine", "dot", "euclidean", "manhattan")
+MODEL_MARKERS = ("modules.json", "config_sentence_transformers.json")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _safe_subpath(root: Path, sub: str) -> Path:
+    """``root / sub`` for a relative ``sub`` that stays inside ``root`` (modules.json paths are untrusted)."""
+    rel = PurePosixPath(sub.replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValueError(f"modules.json path {sub!r} must be relative and stay inside the model directory")
+    return root / rel
+
+
+def _similarity_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    name = getattr(value, "value", value)  # accepts a SimilarityFunction enum member
+    aliases = {"cos_sim": "cosine", "dot_score": "dot", "dot_product": "dot"}
+    name = aliases.get(name, name)
+    if name not in SIMILARITY_FN_NAMES:
+        raise ValueError(f"similarity_fn_name must be one of {SIMILARITY_FN_NAMES}, got {value!r}")
+    return name
+
+
+class SentenceTransformer(nn.Sequential):
+    """Text embedding model made of modules applied in order to a feature dict.
+
+    Args:
+        model_name_or_path: a sentence-transformers directory, a plain Hugging Face encoder directory, or a
+            Hub id (downloaded with ``huggingface_hub``; needs network access).
+        modules: build from these modules instead (a list, or an ordered dict name -> module).
+        device: where to run (default: ``cuda`` if available, else ``cpu``).
+        prompts: prompt name -> text prepended to inputs; ``default_prompt_name`` picks the one used by default.
+        similarity_fn_name: ``cosine`` (default), ``dot``, ``euclidean`` or ``manhattan``.
+        trust_remote_code: allow custom model code (Transformer) and non-torch activations (Dense).
+        truncate_dim: keep only the first dimensions of embeddings in ``encode`` (Matryoshka models).
+        model_kwargs / tokenizer_kwargs / config_kwargs: forwarded to the Hugging Face loaders.
+        cache_folder / token: Hugging Face Hub cache and token, for Hub ids.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike | None = None,
+        modules: Iterable[nn.Module] | OrderedDict[str, nn.Module] | None = None,
+        device: str | torch.device | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        similarity_fn_name: str | None = None,
+        trust_remote_code: bool = False,
+        truncate_dim: int | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        cache_folder: str | None = None,
+        token: str | bool | None = None,
+        model_card_data: dict[str, Any] | None = None,
+    ) -> None:
+        stored: dict[str, Any] = {}
+        if model_name_or_path is not None and modules is None:
+            root = resolve_model_path(model_name_or_path, cache_folder=cache_folder, token=token)
+            loader_kwargs = {
+                "trust_remote_code": trust_remote_code,
+                "model_kwargs": model_kwargs,
+                "tokenizer_kwargs": tokenizer_kwargs,
+                "config_kwargs": config_kwargs,
+                "cache_folder": cache_folder,
+            }
+            if (root / "modules.json").is_file():
+                modules = self._load_modules(root, loader_kwargs)
+                stored = read_json(root / "config_sentence_transformers.json") or {}
+            else:
+                transformer = Transformer.load(root, **loader_kwargs)
+                modules = [transformer, Pooling(transformer.get_word_embedding_dimension(), "mean")]
+        if modules is None:
+            modules = []
+        if not isinstance(modules, OrderedDict):
+            modules = OrderedDict((str(i), m) for i, m in enumerate(modules))
+        super().__init__(modules)
+
+        # user arguments win over the stored model config
+        self.prompts: dict[str, str] = dict(stored.get("prompts") or {})
+        self.prompts.update(prompts or {})
+        self.default_prompt_name = default_prompt_name or stored.get("default_prompt_name")
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise ValueError(
+                f"default_prompt_name {self.default_prompt_name!r} is not a key of prompts {list(self.prompts)}"
+            )
+        stored_similarity = stored.get("similarity_fn_name")
+        self._similarity_fn_name = _similarity_name(
+            similarity_fn_name
+            if similarity_fn_name is not None
+            else (stored_similarity if stored_similarity in SIMILARITY_FN_NAMES else None)
+        )
+        self.truncate_dim = truncate_dim if truncate_dim is not None else stored.get("truncate_dim")
+        self.model_card_data: dict[str, Any] = dict(model_card_data or {})
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.to(device)
+
+    # -- loading -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _load_modules(root: Path, loader_kwargs: dict[str, Any]) -> OrderedDict[str, nn.Module]:
+        entries = read_json(root / "modules.json")
+        if not isinstance(entries, list):
+            raise ValueError(f"{root / 'modules.json'} must hold a list of modules")
+        modules: OrderedDict[str, nn.Module] = OrderedDict()
+        for entry in sorted(entries, key=lambda e: e.get("idx", 0)):
+            cls = module_class_for(entry["type"])
+            module_dir = _safe_subpath(root, entry.get("path", ""))
+            if cls is Transformer:
+                module = cls.load(module_dir, **loader_kwargs)
+            else:
+                module = cls.load(module_dir, trust_remote_code=loader_kwargs["trust_remote_code"])
+            modules[str(entry.get("name", len(modules)))] = module
+        return modules
+
+    @staticmethod
+    def load(input_path: str | os.PathLike) -> SentenceTransformer:
+        return SentenceTransformer(input_path)
+
+    # -- properties ----------------------------------------------------------------------------------------
+    def _first_module(self) -> nn.Module:
+        return next(iter(self._modules.values()))
+
+    def _last_module(self) -> nn.Module:
+        return next(reversed(self._modules.values()))
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self._first_module(), "tokenizer", None)
+
+    @tokenizer.setter
+    def tokenizer(self, value: Any) -> None:
+        self._first_module().tokenizer = value
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return getattr(self._first_module(), "max_seq_length", None)
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int | None) -> None:
+        self._first_module().max_seq_length = value
+
+    def get_max_seq_length(self) -> int | None:
+        return self.max_seq_length
+
+    @property
+    def similarity_fn_name(self) -> str:
+        """Name of the similarity used by ``similarity``; ``cosine`` unless set."""
+        if self._similarity_fn_name is None:
+            self._similarity_fn_name = "cosine"
+        return self._similarity_fn_name
+
+    @similarity_fn_name.setter
+    def similarity_fn_name(self, value: Any) -> None:
+        self._similarity_fn_name = _similarity_name(value)
+
+    def get_sentence_embedding_dimension(self) -> int | None:
+        """Width of ``sentence_embedding`` (after ``truncate_dim``), from the last module that knows it."""
+        dim = None
+        for module in reversed(list(self._modules.values())):
+            getter = getattr(module, "get_sentence_embedding_dimension", None)
+            if callable(getter):
+                dim = getter()
+                break
+        if dim is not None and self.truncate_dim is not None:
+            return min(dim, self.truncate_dim)
+        return dim
+
+    get_embedding_dimension = get_sentence_embedding_dimension
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        for module in self._modules.values():
+            if hasattr(module, "gradient_checkpointing_enable"):
+                module.gradient_checkpointing_enable(gradient_checkpointing_kwargs)
+
+    # -- forward -------------------------------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Features (``input_ids``, ``attention_mask``, ...) for ``texts``, from the first module."""
+        return self._first_module().tokenize(list(texts), prompt=prompt, **kwargs)
+
+    preprocess = tokenize
+
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Run every module in order; adds ``token_embeddings`` (if any) and ``sentence_embedding``."""
+        for module in self._modules.values():
+            features = module(features)
+        return features
+
+    # -- prompts -------------------------------------------------------------------------------------------
+    def resolve_prompt(self, prompt: str | None = None, prompt_name: str | None = None) -> str | None:
+        """The prompt text to use: ``prompt``, else ``prompts[prompt_name]``, else the default prompt."""
+        if prompt is not None:
+            if prompt_name is not None:
+                logger.warning("Both prompt and prompt_name given; using prompt")
+            return prompt
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise ValueError(f"Prompt name {prompt_name!r} not found in prompts {list(self.prompts)}")
+            return self.prompts[prompt_name]
+        if self.default_prompt_name is not None:
+            return self.prompts.get(self.default_prompt_name)
+        return None
+
+    # -- encode --------------------------------------------------------------------------------------------
+    def encode(
+        self,
+        sentences: str | Sequence[Any],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: str | None = "sentence_embedding",
+        precision: str = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | torch.device | None = None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray | Tensor | list[Any]:
+        """Embed ``sentences`` (a string gives a 1-D result, a list a 2-D one, rows in input order).
+
+        Inputs are sorted longest-first so each batch pads little, run under ``torch.inference_mode`` in eval
+        mode (the previous train/eval mode is restored), and put back in input order. ``precision`` other than
+        float32 quantizes the whole result (see ``raystx.models.quantize``). ``output_value="token_embeddings"``
+        returns one (tokens, dim) tensor per input; ``None`` returns every feature per input.
+        """
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        if convert_to_tensor:
+            convert_to_numpy = False
+        if output_value != "sentence_embedding":
+            convert_to_numpy = convert_to_tensor = False
+        single = isinstance(sentences, str)
+        texts = [sentences] if single else list(sentences)
+        prompt_text = self.resolve_prompt(prompt, prompt_name)
+        truncate_dim = truncate_dim if truncate_dim is not None else self.truncate_dim
+        if device is not None:
+            self.to(device)
+        run_device = self.device
+
+        order = sorted(range(len(texts)), key=lambda i: -_text_length(texts[i]))
+        results: list[Any] = [None] * len(texts)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                batches = range(0, len(order), batch_size)
+                if show_progress_bar:
+                    from tqdm.auto import tqdm
+
+                    batches = tqdm(batches, desc="Batches")
+                for start in batches:
+                    idx = order[start : start + batch_size]
+                    features = self.tokenize([texts[i] for i in idx], prompt=prompt_text)
+                    out = self.forward(batch_to_device(features, run_device))
+                    rows = self._collect(
+                        out, output_value, len(idx), normalize_embeddings, truncate_dim, convert_to_numpy
+                    )
+                    for i, row in zip(idx, rows):
+                        results[i] = row
+        finally:
+            self.train(was_training)
+
+        if output_value != "sentence_embedding":
+            return results[0] if single else results
+        if not results:
+            stacked = torch.empty((0, self.get_sentence_embedding_dimension() or 0))
+        else:
+            stacked = torch.stack(results)
+        if precision != "float32":
+            quantized = quantize_embeddings(stacked, precision)
+            out_value: Any = torch.from_numpy(quantized) if convert_to_tensor else quantized
+            if not convert_to_tensor and not convert_to_numpy:
+                out_value = list(torch.from_numpy(quantized))
+        elif convert_to_tensor:
+            out_value = stacked
+        elif convert_to_numpy:
+            out_value = (
+                (stacked.float() if stacked.dtype in (torch.bfloat16, torch.float16) else stacked)
+                .cpu()
+                .numpy()
+            )
+        else:
+            out_value = list(stacked)
+        return out_value[0] if single else out_value
+
+    @staticmethod
+    def _collect(
+        out: dict[str, Any],
+        output_value: str | None,
+        n: int,
+        normalize: bool,
+        truncate_dim: int | None,
+        to_cpu: bool,
+    ) -> list[Any]:
+        """Split one batch's output features into per-input rows."""
+        if truncate_dim is not None and "sentence_embedding" in out:
+            out["sentence_embedding"] = out["sentence_embedding"][..., :truncate_dim]
+        if output_value == "sentence_embedding":
+            emb = out["sentence_embedding"]
+            if normalize:
+                emb = torch.nn.functional.normalize(emb, p=2, dim=-1)
+            emb = emb.detach()
+            if to_cpu:
+                emb = emb.cpu()
+            return list(emb)
+        if output_value == "token_embeddings":
+            rows = []
+            for tokens, mask in zip(out["token_embeddings"], out["attention_mask"]):
+                length = int(mask.nonzero().max().item()) + 1 if mask.any() else 1
+                rows.append(tokens[:length].detach())
+            return rows
+        if output_value is None:
+            rows = []
+            for i in range(n):
+                rows.append(
+                    {
+                        k: (v[i] if isinstance(v, Tensor) and v.dim() > 0 and v.size(0) == n else v)
+                        for k, v in out.items()
+                    }
+                )
+            return rows
+        return list(out[output_value].detach())
+
+    def encode_query(self, sentences: str | Sequence[Any], **kwargs: Any) -> Any:
+        """``encode`` with the ``query`` prompt when the model has one (and no prompt was given)."""
+        if "prompt" not in kwargs and "prompt_name" not in kwargs and self.prompts.get("query"):
+            kwargs["prompt_name"] = "query"
+        return self.encode(sentences, **kwargs)
+
+    def encode_document(self, sentences: str | Sequence[Any], **kwargs: Any) -> Any:
+        """``encode`` with the ``document`` prompt when the model has one (and no prompt was given)."""
+        if "prompt" not in kwargs and "prompt_name" not in kwargs:
+            for name in ("document", "passage", "corpus"):
+                if self.prompts.get(name):
+                    kwargs["prompt_name"] = name
+                    break
+        return self.encode(sentences, **kwargs)
+
+    # -- similarity ----------------------------------------------------------------------------------------
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> Tensor:
+        """(n, m) scores between rows of the two inputs under ``similarity_fn_name``."""
+        return similarity_fn(self.similarity_fn_name)(_as_tensor(embeddings1), _as_tensor(embeddings2))
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> Tensor:
+        """(n,) scores between matching rows under ``similarity_fn_name``."""
+        return similarity_fn(self.similarity_fn_name, pairwise=True)(
+            _as_tensor(embeddings1), _as_tensor(embeddings2)
+        )
+
+    # -- saving --------------------------------------------------------------------------------------------
+    def _model_config(self) -> dict[str, Any]:
+        versions = {
+            "raystx": _version("raystx"),
+            "transformers": _version("transformers"),
+            "pytorch": torch.__version__,
+        }
+        config: dict[str, Any] = {
+            "__version__": {k: v for k, v in versions.items() if v},
+            "model_type": "SentenceTransformer",
+            "prompts": dict(self.prompts),
+            "default_prompt_name": self.default_prompt_name,
+            "similarity_fn_name": self.similarity_fn_name,
+        }
+        if self.truncate_dim is not None:
+            config["truncate_dim"] = self.truncate_dim
+        return config
+
+    def save(
+        self,
+        path: str | os.PathLike,
+        model_name: str | None = None,
+        create_model_card: bool = True,
+        train_datasets: list[str] | None = None,
+        safe_serialization: bool = True,
+    ) -> None:
+        """Write the model as a sentence-transformers directory (weights always as safetensors).
+
+        ``path`` must not exist, be empty, or already hold a model (``modules.json``); any other non-empty
+        directory is refused so that user files are never overwritten.
+        """
+        root = Path(path)
+        if root.exists():
+            if not root.is_dir():
+                raise FileExistsError(f"{str(root)!r} exists and is not a directory")
+            if any(root.iterdir()) and not any((root / marker).is_file() for marker in MODEL_MARKERS):
+                raise FileExistsError(
+                    f"Refusing to save into {str(root)!r}: it is not empty and does not hold a saved model "
+                    "(no modules.json). Choose a new or empty directory."
+                )
+        root.mkdir(parents=True, exist_ok=True)
+        write_json(root / "config_sentence_transformers.json", self._model_config(), sort_keys=True)
+        entries = []
+        for idx, (name, module) in enumerate(self._modules.items()):
+            in_root = idx == 0 and getattr(module, "save_in_root", False)
+            sub = "" if in_root else f"{idx}_{type(module).__name__}"
+            module_dir = root / sub
+            module_dir.mkdir(parents=True, exist_ok=True)
+            if not hasattr(module, "save"):
+                raise TypeError(f"Module {name!r} ({type(module).__name__}) has no save(path) method")
+            module.save(module_dir)
+            class_ref = (
+                getattr(module, "st_class_ref", "") or f"{type(module).__module__}.{type(module).__name__}"
+            )
+            entries.append({"idx": idx, "name": name, "path": sub, "type": class_ref})
+        write_json(root / "modules.json", entries)
+        if create_model_card:
+            if model_name:
+                self.model_card_data.setdefault("model_name", model_name)
+            if train_datasets:
+                self.model_card_data.setdefault("train_datasets", list(train_datasets))
+            (root / "README.md").write_text(minimal_model_card(self), encoding="utf-8")
+
+    def save_pretrained(self, path: str | os.PathLike, **kwargs: Any) -> None:
+        """Same as ``save``."""
+        self.save(path, **kwargs)
+
+
+def _text_length(item: Any) -> int:
+    """Sort key for length-sorted batching: characters of a text (summed over a pair)."""
+    if isinstance(item, str):
+        return len(item)
+    if isinstance(item, (tuple, list)):
+        return sum(len(str(x)) for x in item)
+    return 1
+
+
+def _as_tensor(x: Any) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, list) and x and isinstance(x[0], Tensor):
+        return torch.stack(x)
+    return torch.as_tensor(np.asarray(x))

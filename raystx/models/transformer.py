@@ -1,0 +1,270 @@
+"""Transformer: any Hugging Face encoder (AutoModel + AutoTokenizer) producing per-token embeddings.
+
+Files written into a module directory: the Hugging Face model (``config.json``, ``model.safetensors``),
+the tokenizer files (with ``model_max_length`` = ``max_seq_length``) and ``sentence_bert_config.json``
+(max_seq_length, do_lower_case and the sentence-transformers 6.x text-modality keys).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from raystx.models._io import read_json, write_json
+from raystx.models.module import ModelModule
+
+# sentence-transformers reads the first of these that exists (older versions named it per architecture)
+CONFIG_FILE_NAMES = (
+    "sentence_bert_config.json",
+    "sentence_roberta_config.json",
+    "sentence_distilbert_config.json",
+    "sentence_camembert_config.json",
+    "sentence_albert_config.json",
+    "sentence_xlm-roberta_config.json",
+    "sentence_xlnet_config.json",
+)
+# keys sentence-transformers 6.x writes for a text encoder; written so that it needs no inference on load
+ST6_TEXT_KEYS = {
+    "transformer_task": "feature-extraction",
+    "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+    "module_output_name": "token_embeddings",
+}
+MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+_KWARG_SECTIONS = {
+    "model_kwargs": ("model_kwargs", "model_args"),
+    "tokenizer_kwargs": ("tokenizer_kwargs", "processor_kwargs", "tokenizer_args"),
+    "config_kwargs": ("config_kwargs", "config_args"),
+}
+
+
+def _auto_model_class(config: Any) -> Any:
+    """AutoModel, except the encoder-only classes for encoder-decoder families (T5)."""
+    import transformers
+
+    encoder_only = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
+    name = encoder_only.get(getattr(config, "model_type", ""))
+    return getattr(transformers, name) if name else transformers.AutoModel
+
+
+class Transformer(ModelModule):
+    """A Hugging Face encoder. ``tokenize`` turns texts into model inputs; ``forward`` adds ``token_embeddings``.
+
+    Args:
+        model_name_or_path: a local Hugging Face model directory (or a Hub id when online).
+        max_seq_length: truncation length; default: the tokenizer's ``model_max_length`` capped at the model's
+            ``max_position_embeddings``.
+        do_lower_case: lower-case texts before tokenizing (regardless of the tokenizer).
+        model_kwargs / tokenizer_kwargs / config_kwargs (aliases ``model_args``, ``tokenizer_args``,
+            ``config_args``): passed to ``AutoModel`` / ``AutoTokenizer`` / ``AutoConfig.from_pretrained``.
+        trust_remote_code: allow custom modelling code from the model repository (off by default).
+        cache_dir: Hugging Face cache directory.
+        tokenizer_name_or_path: load the tokenizer from elsewhere.
+    """
+
+    st_class_ref: ClassVar[str] = "sentence_transformers.base.modules.transformer.Transformer"
+    config_file_name: ClassVar[str] = "sentence_bert_config.json"
+    save_in_root: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike,
+        max_seq_length: int | None = None,
+        model_args: dict[str, Any] | None = None,
+        tokenizer_args: dict[str, Any] | None = None,
+        config_args: dict[str, Any] | None = None,
+        cache_dir: str | None = None,
+        do_lower_case: bool = False,
+        tokenizer_name_or_path: str | None = None,
+        trust_remote_code: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoTokenizer
+
+        path = str(model_name_or_path)
+        model_kwargs = {**(model_args or {}), **(model_kwargs or {})}
+        tokenizer_kwargs = {**(tokenizer_args or {}), **(tokenizer_kwargs or {})}
+        config_kwargs = {**(config_args or {}), **(config_kwargs or {})}
+        common = {"trust_remote_code": trust_remote_code, "cache_dir": cache_dir}
+
+        config = AutoConfig.from_pretrained(path, **common, **config_kwargs)
+        self.auto_model = _auto_model_class(config).from_pretrained(
+            path, config=config, **common, **model_kwargs
+        )
+        explicit_max_length = "model_max_length" in tokenizer_kwargs
+        if max_seq_length is not None and not explicit_max_length:
+            tokenizer_kwargs["model_max_length"] = max_seq_length
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            tokenizer_name_or_path or path, **common, **tokenizer_kwargs
+        )
+        if max_seq_length is None:
+            max_seq_length = self.tokenizer.model_max_length
+            positions = getattr(self._text_config, "max_position_embeddings", None)
+            if not explicit_max_length and isinstance(positions, int) and positions > 0:
+                max_seq_length = min(max_seq_length, positions)
+        self.max_seq_length = max_seq_length
+        self.do_lower_case = do_lower_case
+        forward_params = inspect.signature(self.auto_model.forward).parameters
+        self.model_input_names = [n for n in MODEL_INPUT_NAMES if n in forward_params]
+        self._prompt_lengths: dict[str, int] = {}
+
+    # -- properties ----------------------------------------------------------------------------------------
+    @property
+    def _text_config(self) -> Any:
+        config = self.auto_model.config
+        return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int | None) -> None:
+        self._max_seq_length = None if value is None else int(value)
+        if value is not None:
+            self.tokenizer.model_max_length = int(value)
+
+    def get_word_embedding_dimension(self) -> int:
+        return int(self._text_config.hidden_size)
+
+    get_embedding_dimension = get_word_embedding_dimension
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Recompute activations in backward to save memory (non-reentrant by default)."""
+        kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
+        self.auto_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+    # -- tokenization --------------------------------------------------------------------------------------
+    def _prepare(self, texts: list[Any], prompt: str | None) -> tuple[list[str], list[str] | None]:
+        firsts: list[str] = []
+        seconds: list[str] | None = None
+        for text in texts:
+            if isinstance(text, (tuple, list)):
+                seconds = [] if seconds is None else seconds
+                firsts.append(str(text[0]))
+                seconds.append(str(text[1]))
+            else:
+                firsts.append(str(text))
+        if seconds is not None and len(seconds) != len(firsts):
+            raise ValueError("Mixed single texts and text pairs in one batch")
+        if prompt:
+            firsts = [prompt + t for t in firsts]
+        if self.do_lower_case:
+            firsts = [t.lower() for t in firsts]
+            seconds = None if seconds is None else [t.lower() for t in seconds]
+        return firsts, seconds
+
+    def tokenize(self, texts: list[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Pad and truncate ``texts`` (strings, or (text, text) pairs) into tensors for ``forward``.
+
+        With ``prompt`` the prompt is prepended to each (first) text and ``prompt_length`` (its number of
+        tokens, without a trailing special token) is added to the features for prompt-excluding pooling.
+        """
+        firsts, seconds = self._prepare(list(texts), prompt)
+        args = (firsts,) if seconds is None else (firsts, seconds)
+        features = dict(
+            self.tokenizer(
+                *args,
+                padding=kwargs.get("padding", True),
+                truncation="longest_first",
+                max_length=self.max_seq_length,
+                return_tensors="pt",
+            )
+        )
+        if prompt:
+            features["prompt_length"] = self.prompt_length(prompt)
+        return features
+
+    def prompt_length(self, prompt: str) -> int:
+        """Number of tokens the prompt contributes at the start of a text (cached per prompt)."""
+        if prompt not in self._prompt_lengths:
+            text = prompt.lower() if self.do_lower_case else prompt
+            ids = self.tokenizer([text], truncation="longest_first", max_length=self.max_seq_length)[
+                "input_ids"
+            ][0]
+            length = len(ids)
+            if ids and ids[-1] in set(self.tokenizer.all_special_ids):
+                length -= 1
+            self._prompt_lengths[prompt] = length
+        return self._prompt_lengths[prompt]
+
+    # -- forward -------------------------------------------------------------------------------------------
+    def forward(self, features: dict[str, Any]) -> dict[str, Any]:
+        inputs = {name: features[name] for name in self.model_input_names if name in features}
+        output = self.auto_model(**inputs, return_dict=True)
+        token_embeddings: Tensor = output[0]
+        features["token_embeddings"] = token_embeddings
+        hidden_states = getattr(output, "hidden_states", None)
+        if hidden_states is not None:
+            features["all_layer_embeddings"] = hidden_states
+        return features
+
+    # -- save / load ---------------------------------------------------------------------------------------
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case, **ST6_TEXT_KEYS}
+
+    def save(self, output_path: str | os.PathLike) -> None:
+        output_path = Path(output_path)
+        self.auto_model.save_pretrained(str(output_path), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(output_path))
+        write_json(output_path / self.config_file_name, self.get_config_dict(), indent=4)
+
+    @classmethod
+    def load_config(cls, input_path: str | os.PathLike) -> dict[str, Any]:
+        for name in CONFIG_FILE_NAMES:
+            config = read_json(Path(input_path) / name)
+            if isinstance(config, dict):
+                return dict(config)
+        return {}
+
+    @classmethod
+    def load(
+        cls,
+        input_path: str | os.PathLike,
+        trust_remote_code: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        cache_folder: str | None = None,
+        **kwargs: Any,
+    ) -> Transformer:
+        """Load from a module directory, merging its stored kwargs with the caller's (caller wins).
+
+        A stored config can never switch ``trust_remote_code`` on; only the caller can.
+        """
+        stored = cls.load_config(input_path)
+        task = stored.get("transformer_task", "feature-extraction")
+        if task != "feature-extraction":
+            raise ValueError(
+                f"{input_path}: transformer_task {task!r} is not supported (only feature-extraction)"
+            )
+        given = {
+            "model_kwargs": model_kwargs,
+            "tokenizer_kwargs": tokenizer_kwargs,
+            "config_kwargs": config_kwargs,
+        }
+        merged: dict[str, dict[str, Any]] = {}
+        for target, aliases in _KWARG_SECTIONS.items():
+            section: dict[str, Any] = {}
+            for alias in aliases:
+                section.update(stored.get(alias) or {})
+            section.pop("trust_remote_code", None)
+            section.update(given[target] or {})
+            merged[target] = section
+        return cls(
+            input_path,
+            max_seq_length=stored.get("max_seq_length"),
+            do_lower_case=bool(stored.get("do_lower_case", False)),
+            trust_remote_code=trust_remote_code,
+            cache_dir=cache_folder,
+            **merged,
+        )
+
+    def extra_repr(self) -> str:
+        return f"max_seq_length={self.max_seq_length}, do_lower_case={self.do_lower_case}, architecture={type(self.auto_model).__name__}"
