@@ -8,12 +8,16 @@ full metric key for model selection and ``evaluator.greater_is_better`` its dire
 from __future__ import annotations
 
 from raystx.evaluation.base import BaseEvaluator, SentenceEvaluator, prefix_name_to_metrics
+from raystx.evaluation.binary_classification import BinaryClassificationEvaluator
 from raystx.evaluation.embedding_similarity import EmbeddingSimilarityEvaluator
+from raystx.evaluation.information_retrieval import InformationRetrievalEvaluator
 from raystx.evaluation.similarity import SimilarityFunction
 
 __all__ = [
     "BaseEvaluator",
+    "BinaryClassificationEvaluator",
     "EmbeddingSimilarityEvaluator",
+    "InformationRetrievalEvaluator",
     "SentenceEvaluator",
     "SimilarityFunction",
     "prefix_name_to_metrics",
