@@ -11,6 +11,7 @@ from raystx.evaluation.base import BaseEvaluator, SentenceEvaluator, prefix_name
 from raystx.evaluation.binary_classification import BinaryClassificationEvaluator
 from raystx.evaluation.embedding_similarity import EmbeddingSimilarityEvaluator
 from raystx.evaluation.information_retrieval import InformationRetrievalEvaluator
+from raystx.evaluation.nano_beir import NanoBEIREvaluator
 from raystx.evaluation.similarity import SimilarityFunction
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "BinaryClassificationEvaluator",
     "EmbeddingSimilarityEvaluator",
     "InformationRetrievalEvaluator",
+    "NanoBEIREvaluator",
     "SentenceEvaluator",
     "SimilarityFunction",
     "prefix_name_to_metrics",

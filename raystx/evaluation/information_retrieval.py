@@ -31,6 +31,35 @@ def model_score_functions(model: Any) -> dict[str, ScoreFn]:
     return {name: fn if callable(fn) else similarity_fn(name)}
 
 
+def ir_csv_headers(config: Any, fn_names: list[str]) -> list[str]:
+    """CSV header of the retrieval evaluators: per score function Accuracy@k, Precision/Recall@k, MRR, NDCG, MAP.
+
+    ``config`` supplies the ``*_at_k`` lists.
+    """
+    headers = ["epoch", "steps"]
+    for fn in fn_names:
+        headers += [f"{fn}-Accuracy@{k}" for k in config.accuracy_at_k]
+        for k in config.precision_recall_at_k:
+            headers += [f"{fn}-Precision@{k}", f"{fn}-Recall@{k}"]
+        headers += [f"{fn}-MRR@{k}" for k in config.mrr_at_k]
+        headers += [f"{fn}-NDCG@{k}" for k in config.ndcg_at_k]
+        headers += [f"{fn}-MAP@{k}" for k in config.map_at_k]
+    return headers
+
+
+def ir_csv_row(config: Any, fn_names: list[str], epoch: int, steps: int, flat: dict[str, float]) -> list[Any]:
+    """The CSV row matching :func:`ir_csv_headers`, read from unprefixed ``{fn}_{metric}@{k}`` keys."""
+    row: list[Any] = [epoch, steps]
+    for fn in fn_names:
+        row += [flat[f"{fn}_accuracy@{k}"] for k in config.accuracy_at_k]
+        for k in config.precision_recall_at_k:
+            row += [flat[f"{fn}_precision@{k}"], flat[f"{fn}_recall@{k}"]]
+        row += [flat[f"{fn}_mrr@{k}"] for k in config.mrr_at_k]
+        row += [flat[f"{fn}_ndcg@{k}"] for k in config.ndcg_at_k]
+        row += [flat[f"{fn}_map@{k}"] for k in config.map_at_k]
+    return row
+
+
 class InformationRetrievalEvaluator(SentenceEvaluator):
     """Evaluate retrieval of ``corpus`` documents for ``queries`` against the ``relevant_docs`` judgements.
 
@@ -119,27 +148,16 @@ class InformationRetrievalEvaluator(SentenceEvaluator):
 
     @property
     def csv_headers(self) -> list[str]:
-        headers = ["epoch", "steps"]
-        for fn in self.score_function_names:
-            headers += [f"{fn}-Accuracy@{k}" for k in self.accuracy_at_k]
-            for k in self.precision_recall_at_k:
-                headers += [f"{fn}-Precision@{k}", f"{fn}-Recall@{k}"]
-            headers += [f"{fn}-MRR@{k}" for k in self.mrr_at_k]
-            headers += [f"{fn}-NDCG@{k}" for k in self.ndcg_at_k]
-            headers += [f"{fn}-MAP@{k}" for k in self.map_at_k]
-        return headers
+        return ir_csv_headers(self, self.score_function_names)
 
     def _csv_row(self, epoch: int, steps: int, scores: dict[str, dict[str, dict[int, float]]]) -> list[Any]:
-        row: list[Any] = [epoch, steps]
-        for fn in self.score_function_names:
-            s = scores[fn]
-            row += [s["accuracy@k"][k] for k in self.accuracy_at_k]
-            for k in self.precision_recall_at_k:
-                row += [s["precision@k"][k], s["recall@k"][k]]
-            row += [s["mrr@k"][k] for k in self.mrr_at_k]
-            row += [s["ndcg@k"][k] for k in self.ndcg_at_k]
-            row += [s["map@k"][k] for k in self.map_at_k]
-        return row
+        flat = {
+            f"{fn}_{metric.replace('@k', f'@{k}')}": value
+            for fn, per_metric in scores.items()
+            for metric, per_k in per_metric.items()
+            for k, value in per_k.items()
+        }
+        return ir_csv_row(self, self.score_function_names, epoch, steps, flat)
 
     def _resolve_score_functions(self, model: Any) -> None:
         if not self._score_functions_from_model:
