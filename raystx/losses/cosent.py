@@ -113,4 +113,8 @@ class CoSENTLoss(RaystxLoss):
         return cosent_ranking_loss(scores * self.scale, labels)
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "similarity_fct": self.similarity_fct.__name__}
+        return {
+            "scale": self.scale,
+            "similarity_fct": self.similarity_fct.__name__,
+            "gather_across_devices": self.gather_across_devices,
+        }

@@ -73,6 +73,10 @@ def test_cosent_all_equal_labels_gives_log_one_and_config() -> None:
     loss = CoSENTLoss(None)
     value = loss.compute_loss_from_embeddings([a, b], torch.ones(4, dtype=torch.float64))
     assert value.item() == 0.0
-    assert loss.get_config_dict() == {"scale": 20.0, "similarity_fct": "pairwise_cos_sim"}
+    assert loss.get_config_dict() == {
+        "scale": 20.0,
+        "similarity_fct": "pairwise_cos_sim",
+        "gather_across_devices": True,
+    }
     with pytest.raises(ValueError, match="one label per pair"):
         loss.compute_loss_from_embeddings([a, b], torch.ones(3))
