@@ -159,6 +159,9 @@ class SentenceTransformerTrainer:
         metric = args.metric_for_best_model
         if metric is None and self.evaluator is not None and getattr(self.evaluator, "primary_metric", None):
             metric = self.evaluator.primary_metric
+            name = getattr(self.evaluator, "name", "")
+            if name and not metric.startswith(name + "_"):
+                metric = f"{name}_{metric}"  # evaluators prefix their keys with their name when called
         if metric is None:
             return None, "max"
         if not metric.startswith("eval_"):
@@ -177,44 +180,57 @@ class SentenceTransformerTrainer:
                 "overwrite_output_dir=True to start over (the old checkpoints are then deleted)."
             )
 
-    # ------------------------------------------------------------------ train
-    def train(self, resume_from_checkpoint: str | bool | None = None) -> TrainOutput:
-        """Validate, run the workers, and load the trained weights back into ``self.model``."""
+    # ------------------------------------------------------------------ validate / train
+    def _prepare(self, staging: Path) -> tuple[dict[str, Any], dict[str, nn.Module]]:
+        """Read/stage the datasets and check them against the losses (driver side, before any worker)."""
         import ray
-        from ray.train.torch import TorchTrainer
 
         from raystx.data.columns import validate_sources
         from raystx.data.sources import prepare_sources
 
-        if resume_from_checkpoint is not None:
-            self.args.resume_from_checkpoint = resume_from_checkpoint
         scaling = self._scaling()
         self.args.validate(use_gpu=bool(getattr(scaling, "use_gpu", False)))
+        if not ray.is_initialized():
+            ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True)
+        sources = prepare_sources(self.train_dataset, staging_dir=str(staging), name=DEFAULT_DATASET_NAME)
+        losses = self._losses_by_dataset(list(sources))
+        validate_sources(
+            sources,
+            losses,
+            global_batch_size=self.args.per_device_train_batch_size * int(scaling.num_workers or 1),
+            drop_last=True,
+        )
+        return sources, losses
+
+    def validate(self) -> dict[str, Any]:
+        """Check arguments, data and losses as ``train()`` would, without starting workers or writing output."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="raystx-validate-") as tmp:
+            sources, _ = self._prepare(Path(tmp) / "data")
+        return sources
+
+    def train(self, resume_from_checkpoint: str | bool | None = None) -> TrainOutput:
+        """Validate, run the workers, and load the trained weights back into ``self.model``."""
+        from ray.train.torch import TorchTrainer
+
+        if resume_from_checkpoint is not None:
+            self.args.resume_from_checkpoint = resume_from_checkpoint
         run_config = self._run_config()
         run_dir = Path(run_config.storage_path) / run_config.name
         self._check_output_dir(run_dir)
-        if self.args.overwrite_output_dir and not self.args.resume_from_checkpoint and run_dir.is_dir():
-            shutil.rmtree(run_dir)
-        if not ray.is_initialized():
-            ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True)
-
         created_run_dir = not run_dir.exists()
         staging = run_dir / ".raystx-data"
         try:
-            sources = prepare_sources(self.train_dataset, staging_dir=str(staging), name=DEFAULT_DATASET_NAME)
-            losses = self._losses_by_dataset(list(sources))
-            world = int(scaling.num_workers or 1)
-            validate_sources(
-                sources,
-                losses,
-                global_batch_size=self.args.per_device_train_batch_size * world,
-                drop_last=True,
-            )
+            sources, losses = self._prepare(staging)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             if created_run_dir and run_dir.is_dir() and not any(run_dir.iterdir()):
                 run_dir.rmdir()
             raise
+        if self.args.overwrite_output_dir and not self.args.resume_from_checkpoint:
+            for old in run_dir.glob("checkpoint-*"):
+                shutil.rmtree(old)
 
         resume_path = None
         if isinstance(self.args.resume_from_checkpoint, str):
@@ -232,7 +248,7 @@ class SentenceTransformerTrainer:
         trainer = TorchTrainer(
             _ray_train_fn,
             train_loop_config={"payload": payload},
-            scaling_config=scaling,
+            scaling_config=self._scaling(),
             run_config=run_config,
         )
         try:
@@ -259,7 +275,7 @@ class SentenceTransformerTrainer:
             if extra.is_file():
                 from safetensors.torch import load_file
 
-                load_loss_modules_state({n: l for n, l in losses.items()}, load_file(str(extra)))
+                load_loss_modules_state(dict(losses), load_file(str(extra)))
         history = state.get("log_history", [])
         losses_logged = [h["loss"] for h in history if "loss" in h]
         self.state = TrainOutput(

@@ -1,0 +1,134 @@
+"""``raystx`` command line: validate | train | eval | encode over a YAML experiment config.
+
+    raystx validate CONFIG.yaml [--set key=value ...]   check config, data and losses (no worker starts)
+    raystx train CONFIG.yaml [--set ...] [--resume]     train on Ray; saves the final model to save_model_to
+    raystx eval CONFIG.yaml --model PATH                run the config's evaluator on a saved model
+    raystx encode MODEL_PATH INPUT.txt OUTPUT.npy       embed one sentence per line
+
+Exit status is non-zero on any failure, so ``ray job submit`` reports the training's own status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Train and tune sentence-embedding models on Ray."
+)
+
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="override a config key: a.b=value")]
+
+
+def _load(config: Path, overrides: list[str] | None):
+    from raystx.config import ConfigError, load_config
+
+    try:
+        return load_config(config, overrides or [])
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: BaseException) -> None:
+    typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+    raise typer.Exit(1) from None
+
+
+@app.command()
+def validate(config: Path, set_: SetOption = None) -> None:
+    """Check the config, read the datasets' schemas and samples, and check them against the losses."""
+    cfg = _load(config, set_)
+    from raystx.train.build import build_trainer
+
+    try:
+        trainer = build_trainer(cfg)
+        sources = trainer.validate()
+    except Exception as exc:  # noqa: BLE001 - shown to the user with its type
+        _fail(exc)
+    for name, src in sources.items():
+        typer.echo(
+            f"dataset {name}: {src.num_rows} rows, inputs {src.input_columns}, label {src.label_column}"
+        )
+    typer.echo("config OK")
+
+
+@app.command()
+def train(
+    config: Path,
+    set_: SetOption = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue from the run's latest checkpoint")
+    ] = False,
+) -> None:
+    """Train on Ray and save the final model to `save_model_to` (or OUTPUT_DIR/final)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = _load(config, set_)
+    from raystx.train.build import build_trainer
+
+    try:
+        trainer = build_trainer(cfg, resume=resume)
+        out = trainer.train()
+        target = Path(cfg.save_model_to or Path(trainer.args.output_dir) / "final")
+        trainer.model.save_pretrained(str(target))
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+    summary = {"global_step": out.global_step, "training_loss": out.training_loss, "model": str(target)}
+    if trainer.evaluator is not None:
+        summary["eval"] = trainer.evaluator(trainer.model)
+    typer.echo(json.dumps(summary, indent=2, default=float))
+
+
+@app.command("eval")
+def evaluate(
+    config: Path,
+    model: Annotated[str, typer.Option(help="model directory to evaluate")],
+    set_: SetOption = None,
+) -> None:
+    """Run the config's evaluator on a saved model and print its metrics as JSON."""
+    cfg = _load(config, set_)
+    if cfg.evaluator is None:
+        typer.echo("error: the config has no evaluator section", err=True)
+        raise typer.Exit(2)
+    from raystx.models import SentenceTransformer
+    from raystx.train.build import build_evaluator
+
+    try:
+        metrics = build_evaluator(cfg.evaluator)(SentenceTransformer(model))
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+    typer.echo(json.dumps(metrics, indent=2, default=float))
+
+
+@app.command()
+def encode(
+    model: str,
+    input_file: Path,
+    output_file: Path,
+    batch_size: int = 32,
+    normalize: bool = False,
+) -> None:
+    """Embed one sentence per line of INPUT_FILE and write a .npy matrix."""
+    import numpy as np
+
+    from raystx.models import SentenceTransformer
+
+    lines = [
+        line.rstrip("\n") for line in input_file.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    emb = SentenceTransformer(model).encode(lines, batch_size=batch_size, normalize_embeddings=normalize)
+    np.save(output_file, emb)
+    typer.echo(f"wrote {emb.shape[0]} x {emb.shape[1]} embeddings to {output_file}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
