@@ -138,7 +138,10 @@ class Transformer(ModelModule):
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
         """Recompute activations in backward to save memory (non-reentrant by default)."""
         kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
-        self.auto_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        if hasattr(self.auto_model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            self.auto_model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            self.auto_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     # -- tokenization --------------------------------------------------------------------------------------
     def _prepare(self, texts: list[Any], prompt: str | None) -> tuple[list[str], list[str] | None]:
