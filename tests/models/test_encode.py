@@ -63,6 +63,8 @@ def test_output_types(model):
 
 def test_matches_st_on_the_same_directory(model, tiny_bert_dir):
     ref = st.SentenceTransformer(str(tiny_bert_dir), device="cpu", prompts={"query": "query: "})
+    pairs = list(zip(SENTENCES[:8], SENTENCES[8:16]))  # text pairs are tokenized as one sequence pair
+    np.testing.assert_allclose(model.encode(pairs), ref.encode(pairs), atol=1e-5, rtol=0)
     for kwargs in ({}, {"normalize_embeddings": True}, {"prompt_name": "query"}, {"truncate_dim": 5}):
         np.testing.assert_allclose(
             model.encode(SENTENCES, **kwargs), ref.encode(SENTENCES, **kwargs), atol=1e-5, rtol=0
