@@ -24,6 +24,7 @@ from torch import nn
 from raystx.data.collate import BatchCollator, Prefetcher, thread_private_tokenize
 from raystx.data.schedule import EpochPlan
 from raystx.train.args import IntervalStrategy, SentenceTransformerTrainingArguments
+from raystx.train.callbacks import CallbackHandler, TrainerState, integration_callbacks
 from raystx.train.checkpoint import restore_checkpoint, write_checkpoint
 from raystx.train.optim import build_optimizer, build_scheduler, sync_gradients, unique_parameters
 from raystx.train.runtime import Runtime
@@ -47,6 +48,8 @@ class WorkerPayload:
     evaluator: Any = None
     resume_from: str | None = None
     callbacks: list[Any] = field(default_factory=list)
+    best_metric_key: str | None = None
+    greater_is_better: bool = True
 
 
 def set_seed(seed: int) -> None:
@@ -128,6 +131,22 @@ class TrainLoop:
         self.consecutive_bad = 0
         self.opened = {name: src.open() for name, src in payload.sources.items()}
         self._restore()
+        is_zero = runtime.rank == 0
+        self.callbacks = CallbackHandler(
+            [*payload.callbacks, *(integration_callbacks(args) if is_zero else [])], enabled=is_zero
+        )
+
+    def trainer_state(self) -> TrainerState:
+        return TrainerState(
+            global_step=self.global_step,
+            max_steps=self.max_steps,
+            epoch=self._epoch_progress(),
+            num_train_epochs=self.args.num_train_epochs,
+            world_size=self.rt.world_size,
+            is_world_process_zero=self.rt.rank == 0,
+            log_history=list(self.log_history),
+            best_metric=self.best_metric,
+        )
 
     # ------------------------------------------------------------------ resume
     def _restore(self) -> None:
@@ -198,6 +217,7 @@ class TrainLoop:
         micro = 0
         started = time.perf_counter()
         done = self.global_step >= self.max_steps
+        self.callbacks.call("on_train_begin", args, self.trainer_state(), model=self.model)
         while not done:
             plan = self._plan(self.epoch)
             prefetch = Prefetcher(
@@ -229,6 +249,7 @@ class TrainLoop:
                         break
             finally:
                 prefetch.close()
+        self.callbacks.call("on_train_end", args, self.trainer_state(), model=self.model)
         return {"global_step": self.global_step, "log_history": self.log_history}
 
     def _forward_backward(self, name, features, labels) -> dict[str, torch.Tensor]:
@@ -304,6 +325,7 @@ class TrainLoop:
             values = all_reduce_mean(torch.stack([torch.as_tensor(running[k]).float().cpu() for k in keys]))
             metrics.update({k: float(v) / running_steps for k, v in zip(keys, values)})
             metrics["learning_rate"] = float(self.scheduler.get_last_lr()[0])
+            metrics["elapsed_s"] = round(time.perf_counter() - started, 4)
             metrics["samples_per_second"] = round(
                 step
                 * args.per_device_train_batch_size
@@ -313,9 +335,13 @@ class TrainLoop:
                 3,
             )
         if evaluate:
-            metrics.update(self._evaluate())
+            eval_metrics = self._evaluate()
+            metrics.update(eval_metrics)
+            self._track_best(eval_metrics)
+            self.callbacks.call("on_evaluate", args, self.trainer_state(), eval_metrics, model=self.model)
         if self.rt.rank == 0:
             self.log_history.append(dict(metrics))
+            self.callbacks.call("on_log", args, self.trainer_state(), dict(metrics), model=self.model)
             logger.info(
                 "step %d/%d %s",
                 step,
@@ -331,8 +357,18 @@ class TrainLoop:
         if save:
             name = f"checkpoint-{step}"
             checkpoint_dir = self._write_checkpoint(metrics)
+            self.callbacks.call("on_save", args, self.trainer_state(), checkpoint_dir, model=self.model)
         metrics["done"] = bool(done)
         self.rt.report(metrics, checkpoint_dir, name)
+
+    def _track_best(self, eval_metrics: dict[str, float]) -> None:
+        key = self.p.best_metric_key
+        if not key or key not in eval_metrics:
+            return
+        value = eval_metrics[key]
+        greater = self.p.greater_is_better
+        if self.best_metric is None or (value > self.best_metric if greater else value < self.best_metric):
+            self.best_metric = value
 
     def _epoch_progress(self) -> float:
         return self.epoch + self.step_in_epoch / max(self.steps_per_epoch, 1)

@@ -244,6 +244,8 @@ class SentenceTransformerTrainer:
             evaluator=self.evaluator,
             resume_from=resume_path,
             callbacks=self.callbacks,
+            best_metric_key=self._best_metric()[0],
+            greater_is_better=self._best_metric()[1] == "max",
         )
         trainer = TorchTrainer(
             _ray_train_fn,
