@@ -11,16 +11,31 @@ from raystx.evaluation.base import BaseEvaluator, SentenceEvaluator, prefix_name
 from raystx.evaluation.binary_classification import BinaryClassificationEvaluator
 from raystx.evaluation.embedding_similarity import EmbeddingSimilarityEvaluator
 from raystx.evaluation.information_retrieval import InformationRetrievalEvaluator
+from raystx.evaluation.label_accuracy import LabelAccuracyEvaluator
+from raystx.evaluation.mse import MSEEvaluator, MSEEvaluatorFromDataFrame
 from raystx.evaluation.nano_beir import NanoBEIREvaluator
+from raystx.evaluation.paraphrase_mining import ParaphraseMiningEvaluator
+from raystx.evaluation.reranking import RerankingEvaluator
+from raystx.evaluation.sequential import SequentialEvaluator
 from raystx.evaluation.similarity import SimilarityFunction
+from raystx.evaluation.translation import TranslationEvaluator
+from raystx.evaluation.triplet import TripletEvaluator
 
 __all__ = [
     "BaseEvaluator",
     "BinaryClassificationEvaluator",
     "EmbeddingSimilarityEvaluator",
     "InformationRetrievalEvaluator",
+    "LabelAccuracyEvaluator",
+    "MSEEvaluator",
+    "MSEEvaluatorFromDataFrame",
     "NanoBEIREvaluator",
+    "ParaphraseMiningEvaluator",
+    "RerankingEvaluator",
     "SentenceEvaluator",
+    "SequentialEvaluator",
     "SimilarityFunction",
+    "TranslationEvaluator",
+    "TripletEvaluator",
     "prefix_name_to_metrics",
 ]
