@@ -1,0 +1,422 @@
+"""``TrainingSource``: how every training/eval dataset reaches the workers, and the driver-side functions that
+build the sources (``prepare_sources``) and check them against the losses (``validate_sources``).
+
+``prepare_sources(train_dataset, staging_dir=..., select_columns=None, name="train")`` accepts
+
+* a ``datasets.Dataset``: kept as is (it pickles cheaply when memory-mapped);
+* a ``datasets.IterableDataset`` (finite), a ``ray.data.Dataset``, or file paths / directories / globs
+  (CSV, TSV, JSON, JSONL, Parquet, Arrow): read with Ray Data and written by Ray tasks to
+  ``staging_dir/<name>/*.parquet``, so the driver never holds the rows;
+* a ``datasets.DatasetDict`` or a ``dict`` of any of the above (one source per key).
+
+It needs ``ray.init()`` to have been called for everything except ``datasets.Dataset``. Reading errors
+(missing file, unsupported extension, malformed line, bad encoding) are raised here as ``DatasetReadError``.
+
+``validate_sources(sources, losses, global_batch_size=...)`` checks each source against its loss's
+``ColumnContract`` (schema + a sample of rows, never the whole dataset) and raises one
+``DatasetValidationError`` listing every problem. It returns the contract each dataset matched (a loss may
+accept several, e.g. ``SoftmaxLoss``: int class ids or vectors), whose ``label`` kind tells collation how to
+build the label tensor.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from raystx.data.columns import (
+    SelectColumns,
+    columns_for,
+    contracts_of,
+    drop_hint,
+    id_like_columns,
+    label_problems,
+    resolve_columns,
+    structural_problems,
+    text_problems,
+)
+from raystx.data.errors import DatasetValidationError, DatasetWarning, dataset_label
+from raystx.data.readers import (
+    detect_format,
+    expand_paths,
+    is_path_spec,
+    open_parquet_as_dataset,
+    parquet_num_rows,
+    parquet_schema,
+    read_files,
+    read_iterable,
+    read_parquet_rows,
+    stage,
+)
+from raystx.losses.base import ColumnContract
+
+
+@dataclass
+class TrainingSource:
+    """One named dataset, ready to be shipped to workers (it pickles small: a path list or an HF dataset).
+
+    ``input_columns`` (text, in the order the loss receives them) and ``label_column`` are the columns the
+    trainer uses; ``num_rows`` counts all rows. Exactly one of ``dataset`` (a ``datasets.Dataset`` kept as
+    given) and ``staged_files`` (Parquet files written by ``prepare_sources``) is set. ``schema`` is the
+    Arrow schema of all the source's columns, ``all_columns`` their names before ``select_columns``,
+    ``origin`` a short description of where the data came from (for messages).
+    """
+
+    name: str
+    input_columns: list[str]
+    label_column: str | None
+    num_rows: int
+    dataset: Any = field(default=None, repr=False)
+    staged_files: list[str] | None = None
+    schema: pa.Schema | None = field(default=None, repr=False)
+    all_columns: list[str] = field(default_factory=list)
+    origin: str = ""
+    _opened: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns used for training: the input columns, then the label column if there is one."""
+        return list(self.input_columns) + ([self.label_column] if self.label_column else [])
+
+    def open(self) -> Any:
+        """Worker side: the data as a ``datasets.Dataset`` holding ``columns`` only, with random access by
+        integer index. Staged Parquet is converted once per machine into a memory-mapped Arrow file in the
+        local temp dir. The result is cached on this object (and not pickled)."""
+        if self._opened is None:
+            if self.dataset is not None:
+                ds = self.dataset
+            elif self.staged_files:
+                ds = open_parquet_as_dataset(self.staged_files, self.schema)
+            else:
+                import datasets
+
+                ds = datasets.Dataset.from_dict({c: [] for c in self.columns})
+            if ds.column_names != self.columns:
+                ds = ds.select_columns(self.columns)
+            self._opened = ds
+        return self._opened
+
+    def take(self, indices: Sequence[int]) -> dict[str, list]:
+        """Rows ``indices`` as ``{column: [values in the order of indices]}`` (convenience over ``open()``)."""
+        rows = self.open()[[int(i) for i in indices]]
+        return {c: list(rows[c]) for c in self.columns}
+
+    def peek(self, indices: Sequence[int]) -> dict[str, list]:
+        """Like ``take`` but for the driver: staged data is read from the few Parquet row groups holding
+        ``indices`` instead of building the local Arrow copy."""
+        if self.dataset is not None or not self.staged_files:
+            return self.take(indices)
+        assert self.schema is not None
+        return read_parquet_rows(self.staged_files, [int(i) for i in indices], self.columns, self.schema)
+
+    def column_type(self, column: str) -> pa.DataType | None:
+        """Arrow type of ``column``, or None when unknown."""
+        if self.schema is None or column not in self.schema.names:
+            return None
+        return self.schema.field(column).type
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_opened"] = None
+        return state
+
+
+# ------------------------------------------------------------------------------------------- preparing
+
+
+def _named_datasets(train_dataset: Any, name: str) -> dict[str, Any]:
+    if isinstance(train_dataset, Mapping):
+        if not train_dataset:
+            raise DatasetValidationError("the dataset dict is empty; give at least one dataset")
+        bad = [k for k in train_dataset if not isinstance(k, str)]
+        if bad:
+            raise DatasetValidationError(f"dataset names must be strings, got {bad!r}")
+        return dict(train_dataset)
+    return {name: train_dataset}
+
+
+def _is_ray_dataset(obj: Any) -> bool:
+    if "ray.data" not in sys.modules:
+        return False
+    import ray.data
+
+    return isinstance(obj, ray.data.Dataset)
+
+
+def _stage_dir(staging_dir: str, name: str, used: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "dataset"
+    candidate, k = base, 1
+    while candidate in used:
+        k += 1
+        candidate = f"{base}-{k}"
+    used.add(candidate)
+    return staging_dir.rstrip("/") + "/" + candidate
+
+
+def _split_selected(select: Sequence[str] | None) -> tuple[list[str], str | None]:
+    from raystx.data.columns import LABEL_COLUMNS
+
+    chosen = list(select or [])
+    labels = [c for c in chosen if c in LABEL_COLUMNS]
+    return [c for c in chosen if c not in LABEL_COLUMNS], (labels[0] if labels else None)
+
+
+def _prepare_one(
+    name: str, item: Any, staging_dir: str, select: list[str] | None, used: set[str]
+) -> TrainingSource:
+    import datasets
+
+    if isinstance(item, datasets.Dataset):
+        columns = list(item.column_names)
+        inputs, label = resolve_columns(name, columns, select)
+        return TrainingSource(
+            name=name,
+            input_columns=inputs,
+            label_column=label,
+            num_rows=len(item),
+            dataset=item,
+            schema=item.features.arrow_schema,
+            all_columns=columns,
+            origin="datasets.Dataset",
+        )
+    files: list[str] | None = None
+    fmt: str | None = None
+    known_columns: list[str] | None = None
+    if isinstance(item, datasets.IterableDataset):
+        ray_dataset = read_iterable(item)
+        known_columns = list(item.column_names) if item.column_names else None
+        origin = "datasets.IterableDataset"
+    elif _is_ray_dataset(item):
+        ray_dataset = item
+        origin = "ray.data.Dataset"
+    elif is_path_spec(item):
+        files = expand_paths(name, item)
+        fmt = detect_format(name, files)
+        ray_dataset, known_columns = read_files(name, files, fmt)
+        origin = f"{fmt} file{'s' if len(files) > 1 else ''} {files[0]!r}" + (
+            f" and {len(files) - 1} more" if len(files) > 1 else ""
+        )
+    else:
+        raise DatasetValidationError(
+            f"dataset {name!r} has an unsupported type {type(item).__module__}.{type(item).__name__}; give a "
+            "datasets.Dataset / IterableDataset / DatasetDict, a ray.data.Dataset, a file path or glob "
+            "(CSV, TSV, JSON, JSONL, Parquet, Arrow), or a dict of them",
+            dataset=name,
+        )
+    staged = stage(name, ray_dataset, _stage_dir(staging_dir, name, used), files=files, fmt=fmt)
+    if staged:
+        schema = parquet_schema(staged)
+        num_rows = parquet_num_rows(staged)
+        columns = list(schema.names)
+        inputs, label = resolve_columns(name, columns, select)
+    else:  # nothing written: an empty dataset (validate_sources reports it)
+        schema, num_rows = None, 0
+        columns = known_columns if known_columns is not None else _ray_columns(ray_dataset)
+        if columns:
+            inputs, label = resolve_columns(name, columns, select)
+        else:
+            inputs, label = _split_selected(select)
+    return TrainingSource(
+        name=name,
+        input_columns=inputs,
+        label_column=label,
+        num_rows=num_rows,
+        staged_files=staged,
+        schema=schema,
+        all_columns=columns,
+        origin=origin,
+    )
+
+
+def _ray_columns(ray_dataset: Any) -> list[str]:
+    try:
+        schema = ray_dataset.schema()
+    except Exception:  # noqa: BLE001 - only used to name columns of an empty dataset
+        return []
+    return list(schema.names) if schema is not None else []
+
+
+def prepare_sources(
+    train_dataset: Any,
+    *,
+    staging_dir: str,
+    select_columns: SelectColumns = None,
+    name: str = "train",
+) -> dict[str, TrainingSource]:
+    """Turn the user's dataset(s) into ``{name: TrainingSource}`` on the driver.
+
+    ``train_dataset``: one dataset (named ``name``) or a dict / ``DatasetDict`` of them, of the kinds listed
+    in the module docstring. ``staging_dir``: where Ray tasks write the Parquet copy of non-``Dataset``
+    inputs (``staging_dir/<name>/``, emptied first); nothing else is written. ``select_columns``: a list of
+    columns to keep, in order, for every dataset, or ``{name: [columns]}`` per dataset.
+    """
+    named = _named_datasets(train_dataset, name)
+    if isinstance(select_columns, Mapping):
+        unknown = sorted(set(select_columns) - set(named))
+        if unknown:
+            raise DatasetValidationError(
+                f"select_columns names dataset(s) {unknown}, which are not among the datasets {list(named)}",
+                dataset=unknown[0],
+            )
+    root = staging_dir if "://" in staging_dir else os.path.abspath(staging_dir)
+    used: set[str] = set()
+    return {n: _prepare_one(n, item, root, columns_for(select_columns, n), used) for n, item in named.items()}
+
+
+# ------------------------------------------------------------------------------------------ validating
+
+
+def _loss_name(loss: Any) -> str:
+    return loss.__name__ if isinstance(loss, type) else type(loss).__name__
+
+
+def _losses_by_dataset(sources: Mapping[str, TrainingSource], losses: Any) -> dict[str, Any]:
+    if not isinstance(losses, Mapping):
+        return dict.fromkeys(sources, losses)
+    unknown = [n for n in losses if n not in sources]
+    missing = [n for n in sources if n not in losses]
+    messages = []
+    if unknown:
+        messages.append(
+            f"the loss dict names dataset(s) {unknown}, which are not among the datasets {list(sources)}"
+        )
+    for n in missing:
+        messages.append(
+            f"{dataset_label(n, sources[n].columns)} has no loss: the loss dict covers {list(losses)}; add a "
+            f"loss for {n!r} or drop the dataset"
+        )
+    if messages:
+        raise DatasetValidationError("\n".join(messages), dataset=(unknown or missing)[0], problems=messages)
+    return dict(losses)
+
+
+def sample_indices(num_rows: int, sample_rows: int, seed: int = 0) -> list[int]:
+    """Rows to check: all when ``num_rows <= sample_rows``, else the first 3/4 of ``sample_rows`` rows plus
+    a seeded random pick from the rest (sorted)."""
+    if num_rows <= sample_rows:
+        return list(range(num_rows))
+    head = max(1, (sample_rows * 3) // 4)
+    rest = random.Random(seed).sample(range(head, num_rows), max(0, sample_rows - head))
+    return list(range(head)) + sorted(rest)
+
+
+def _source_problems(
+    source: TrainingSource, loss: Any, global_batch_size: int, drop_last: bool, sample_rows: int, seed: int
+) -> tuple[list[str], ColumnContract | None]:
+    """Problems of one source with its loss (sentences without the dataset/loss prefix) and the contract it
+    matched (None when it matches none)."""
+    loss_name = _loss_name(loss)
+    contract_list = contracts_of(loss)
+    problems: list[str] = []
+    if source.num_rows == 0:
+        problems.append("it is empty (0 rows)")
+    elif drop_last and source.num_rows < global_batch_size:
+        problems.append(
+            f"it has {source.num_rows} rows, fewer than one global batch of {global_batch_size} (per-device batch "
+            "size x number of workers); with drop_last=True it would give no training step: lower the batch "
+            "size, add rows, or set drop_last=False"
+        )
+    rows: dict[str, list] = {}
+    indices: list[int] = []
+    if source.num_rows > 0:
+        indices = sample_indices(source.num_rows, sample_rows, seed)
+        rows = source.peek(indices)
+    for column in source.input_columns:
+        found, empty = text_problems(
+            column, source.column_type(column), list(zip(indices, rows.get(column, [])))
+        )
+        problems.extend(found)
+        if empty:
+            warnings.warn(
+                DatasetWarning(
+                    f"{dataset_label(source.name, source.columns)}: the input column {column!r} holds empty "
+                    f"strings (e.g. rows {empty[:5]}); they are kept and embedded as empty texts"
+                ),
+                stacklevel=3,
+            )
+    ids = id_like_columns(source.input_columns)
+    if ids:
+        warnings.warn(
+            DatasetWarning(
+                f"{dataset_label(source.name, source.columns)}: the column(s) {ids} look like IDs but will be "
+                f"trained on as text; resolve them to texts first, or "
+                f"{drop_hint(source.name, [c for c in source.columns if c not in ids])}"
+            ),
+            stacklevel=3,
+        )
+    best: tuple[list[str], ColumnContract] | None = None
+    for contract in contract_list:
+        found = structural_problems(
+            source.name, source.input_columns, source.label_column, contract, loss_name
+        )
+        if not found and source.label_column and contract.label != "none" and indices:
+            found = label_problems(
+                source.label_column,
+                source.column_type(source.label_column),
+                list(zip(indices, rows[source.label_column])),
+                contract.label,
+                loss_name,
+            )
+        if not found:
+            return problems, (contract if not problems else None)
+        if best is None or len(found) < len(best[0]):
+            best = (found, contract)
+    assert best is not None
+    return problems + best[0], None
+
+
+def validate_sources(
+    sources: Mapping[str, TrainingSource] | TrainingSource,
+    losses: Mapping[str, Any] | Any,
+    *,
+    global_batch_size: int,
+    drop_last: bool = True,
+    sample_rows: int = 256,
+    seed: int = 0,
+) -> dict[str, ColumnContract]:
+    """Check every source against its loss on the driver; raise one ``DatasetValidationError`` listing
+    all problems (each line names the dataset, its columns, the loss and the expected format).
+
+    ``losses``: one loss (instance or class with a ``contract``) for all datasets, or ``{name: loss}``
+    covering exactly the datasets. ``global_batch_size``: rows per optimizer step over all workers; with
+    ``drop_last`` a dataset needs at least that many rows. ``sample_rows``: how many rows per dataset are
+    read to check values. Empty strings and ID-like column names only warn (``DatasetWarning``).
+    Returns ``{name: the ColumnContract the dataset matched}``.
+    """
+    if isinstance(sources, TrainingSource):
+        sources = {sources.name: sources}
+    if not isinstance(global_batch_size, int) or global_batch_size < 1:
+        raise ValueError(f"global_batch_size must be a positive integer, got {global_batch_size!r}")
+    by_dataset = _losses_by_dataset(sources, losses)
+    messages: list[str] = []
+    first: dict[str, Any] = {}
+    matched: dict[str, ColumnContract] = {}
+    for name, source in sources.items():
+        loss = by_dataset[name]
+        loss_name = _loss_name(loss)
+        if getattr(loss, "contract", None) is None:
+            raise DatasetValidationError(
+                f"the loss {loss_name} for dataset {name!r} declares no column contract",
+                dataset=name,
+                loss=loss_name,
+            )
+        problems, contract = _source_problems(source, loss, global_batch_size, drop_last, sample_rows, seed)
+        if contract is not None:
+            matched[name] = contract
+            continue
+        expected = " or ".join(c.describe() for c in contracts_of(loss))
+        where = dataset_label(name, source.columns)
+        for problem in problems:
+            messages.append(f"{where} does not fit {loss_name}: {problem}. {loss_name} expects {expected}.")
+        first = first or {"dataset": name, "columns": source.columns, "loss": loss_name, "expected": expected}
+    if messages:
+        raise DatasetValidationError("\n".join(messages), problems=messages, **first)
+    return matched
