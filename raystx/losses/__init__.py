@@ -8,6 +8,7 @@ from raystx.losses.batch_all_triplet import BatchAllTripletLoss
 from raystx.losses.batch_hard_soft_margin_triplet import BatchHardSoftMarginTripletLoss
 from raystx.losses.batch_hard_triplet import BatchHardTripletLoss, BatchHardTripletLossDistanceFunction
 from raystx.losses.batch_semi_hard_triplet import BatchSemiHardTripletLoss
+from raystx.losses.cached_gist_embed import CachedGISTEmbedLoss
 from raystx.losses.cached_multiple_negatives_ranking import CachedMultipleNegativesRankingLoss
 from raystx.losses.contrastive import ContrastiveLoss, SiameseDistanceMetric
 from raystx.losses.contrastive_tension import ContrastiveTensionLoss, ContrastiveTensionLossInBatchNegatives
@@ -16,6 +17,7 @@ from raystx.losses.cosine_similarity import CosineSimilarityLoss
 from raystx.losses.denoising_auto_encoder import DenoisingAutoEncoderLoss
 from raystx.losses.distill_kl_div import DistillKLDivLoss
 from raystx.losses.embed_distill import EmbedDistillLoss
+from raystx.losses.gist_embed import GISTEmbedLoss
 from raystx.losses.margin_mse import MarginMSELoss
 from raystx.losses.mse import MSELoss
 from raystx.losses.multiple_negatives_ranking import MultipleNegativesRankingLoss
@@ -26,6 +28,7 @@ from raystx.losses.triplet import TripletDistanceMetric, TripletLoss
 __all__ = ["ColumnContract", "RaystxLoss"]
 __all__ += ["CoSENTLoss"]
 __all__ += ["MultipleNegativesRankingLoss", "CachedMultipleNegativesRankingLoss"]
+__all__ += ["GISTEmbedLoss", "CachedGISTEmbedLoss"]
 __all__ += [
     "AnglELoss",
     "BatchAllTripletLoss",

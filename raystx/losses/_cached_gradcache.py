@@ -127,7 +127,9 @@ def minibatch_ranges(
 
 def validate_mini_batch_num_tokens(mini_batch_num_tokens: int | None) -> None:
     if mini_batch_num_tokens is not None and mini_batch_num_tokens <= 0:
-        raise ValueError(f"mini_batch_num_tokens must be a positive integer or None, got {mini_batch_num_tokens}")
+        raise ValueError(
+            f"mini_batch_num_tokens must be a positive integer or None, got {mini_batch_num_tokens}"
+        )
 
 
 def global_leaves(local: Sequence[Tensor], gather: bool) -> list[Tensor]:
@@ -223,8 +225,15 @@ class GradCacheLoss(RaystxLoss):
         """Sentence embeddings of one mini-batch (grad mode is the caller's)."""
         return self.model(features)["sentence_embedding"]
 
+    def begin_first_pass(self, num_columns: int) -> None:
+        """Called before step 1 (e.g. to reset per-batch state such as guide embeddings)."""
+
     def on_first_pass_minibatch(self, column: int, features: dict[str, Any]) -> None:
-        """Called (without grad) for every mini-batch of step 1; e.g. to embed it with a guide model."""
+        """Called without grad for every mini-batch of step 1, before the model embeds it.
+
+        ``features`` is the mini-batch the model is about to see; copy it before handing it to another
+        module that writes into it (e.g. a guide model).
+        """
 
     # -- the three steps ------------------------------------------------------------------------------
     def forward(self, sentence_features: list[dict[str, Any]], labels: Tensor | None = None) -> Tensor:
@@ -233,17 +242,20 @@ class GradCacheLoss(RaystxLoss):
     def forward_cached(self, sentence_features: list[dict[str, Any]], labels: Tensor | None) -> Tensor:
         """Run steps 1-3 and return the (detached, hooked) loss."""
         grad_enabled = torch.is_grad_enabled()
-        ranges = [minibatch_ranges(f, self.mini_batch_size, self.mini_batch_num_tokens) for f in sentence_features]
+        ranges = [
+            minibatch_ranges(f, self.mini_batch_size, self.mini_batch_num_tokens) for f in sentence_features
+        ]
         reps: list[Tensor] = []
         states: list[list[RngSnapshot]] = []
+        self.begin_first_pass(len(sentence_features))
         for column, (features, column_ranges) in enumerate(zip(sentence_features, ranges)):
             parts, column_states = [], []
             for begin, end in column_ranges:
                 mb = slice_features(features, begin, end)
-                column_states.append(RngSnapshot(list(mb.values())))
                 with torch.no_grad():
-                    parts.append(self.embed_minibatch(mb))
                     self.on_first_pass_minibatch(column, mb)
+                    column_states.append(RngSnapshot(list(mb.values())))
+                    parts.append(self.embed_minibatch(mb))
             reps.append(torch.cat(parts).detach().requires_grad_(grad_enabled))
             states.append(column_states)
 

@@ -5,53 +5,41 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import make_sentences
+from dist_harness import assert_same_loss_and_grads, loss_and_grads
 from sentence_transformers import SentenceTransformer as STModel
 from sentence_transformers.sentence_transformer import losses as st_losses
 
 from raystx.losses._cached_gradcache import RngSnapshot, minibatch_ranges, slice_features
 from raystx.losses.cached_multiple_negatives_ranking import CachedMultipleNegativesRankingLoss
 from raystx.losses.multiple_negatives_ranking import MultipleNegativesRankingLoss
+from raystx.models import SentenceTransformer
 
 
 @pytest.fixture(scope="module")
 def st_model(tiny_bert_dir):
-    torch.manual_seed(0)
-    return STModel(str(tiny_bert_dir), device="cpu")
+    """The sentence-transformers oracle model (float64 for tight gradient comparisons)."""
+    return STModel(str(tiny_bert_dir), device="cpu").double()
+
+
+@pytest.fixture(scope="module")
+def model(tiny_bert_dir):
+    """The raystx model with the same weights (float64)."""
+    return SentenceTransformer(str(tiny_bert_dir), device="cpu").double()
 
 
 def _features(model, num_columns: int, rows: int = 10, seed: int = 0):
     return [model.tokenize(make_sentences(rows, seed=seed + 17 * c)) for c in range(num_columns)]
 
 
-def _loss_and_grads(model, loss, features, scale: float = 1.0):
-    model.zero_grad(set_to_none=True)
-    value = loss([dict(f) for f in features], None)
-    (value * scale).backward()
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-    return value.detach(), grads
-
-
-def _assert_same(a, b, rtol=1e-4, atol=1e-5):
-    value_a, grads_a = a
-    value_b, grads_b = b
-    torch.testing.assert_close(value_a, value_b, rtol=rtol, atol=atol)
-    assert grads_a.keys() == grads_b.keys() and len(grads_a) > 0
-    for name in grads_a:
-        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=rtol, atol=atol, msg=name)
-
-
 @pytest.mark.parametrize("num_columns", [2, 3])
-def test_cached_equals_plain_mnrl(st_model, num_columns):
-    features = _features(st_model, num_columns)
-    plain = _loss_and_grads(st_model, MultipleNegativesRankingLoss(st_model), features)
-    cached = _loss_and_grads(
-        st_model, CachedMultipleNegativesRankingLoss(st_model, mini_batch_size=4), features
-    )
-    _assert_same(cached, plain)
+def test_cached_equals_plain_mnrl(model, num_columns):
+    features = _features(model, num_columns)
+    plain = loss_and_grads(model, MultipleNegativesRankingLoss(model), features)
+    cached = loss_and_grads(model, CachedMultipleNegativesRankingLoss(model, mini_batch_size=4), features)
+    assert_same_loss_and_grads(cached, plain)
 
 
-def test_cached_matches_sentence_transformers(st_model):
-    features = _features(st_model, 3, seed=5)
+def test_cached_matches_sentence_transformers(model, st_model):
     kwargs = dict(
         scale=15.0,
         mini_batch_size=3,
@@ -59,31 +47,35 @@ def test_cached_matches_sentence_transformers(st_model):
         hardness_mode="all_negatives",
         hardness_strength=2.0,
     )
-    ours = _loss_and_grads(st_model, CachedMultipleNegativesRankingLoss(st_model, **kwargs), features)
-    ref = _loss_and_grads(
-        st_model, st_losses.CachedMultipleNegativesRankingLoss(st_model, **kwargs), features
+    ours = loss_and_grads(
+        model, CachedMultipleNegativesRankingLoss(model, **kwargs), _features(model, 3, seed=5)
     )
-    _assert_same(ours, ref)
+    ref = loss_and_grads(
+        st_model,
+        st_losses.CachedMultipleNegativesRankingLoss(st_model, **kwargs),
+        _features(st_model, 3, seed=5),
+    )
+    assert_same_loss_and_grads(ours, ref)
 
 
-def test_cached_scales_with_outer_gradient(st_model):
+def test_cached_scales_with_outer_gradient(model):
     """The replay hook multiplies by grad_output, so ``(0.25 * loss).backward()`` gives 0.25x gradients."""
-    features = _features(st_model, 2, seed=9)
-    loss = CachedMultipleNegativesRankingLoss(st_model, mini_batch_size=4)
-    value, grads = _loss_and_grads(st_model, loss, features)
-    _, quarter = _loss_and_grads(st_model, loss, features, scale=0.25)
+    features = _features(model, 2, seed=9)
+    loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=4)
+    _, grads = loss_and_grads(model, loss, features)
+    _, quarter = loss_and_grads(model, loss, features, scale=0.25)
     for name in grads:
-        torch.testing.assert_close(quarter[name], 0.25 * grads[name], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(quarter[name], 0.25 * grads[name], rtol=1e-9, atol=1e-12)
 
 
-def test_cached_without_grad_returns_plain_value(st_model):
-    features = _features(st_model, 2, seed=3)
+def test_cached_without_grad_returns_plain_value(model):
+    features = _features(model, 2, seed=3)
     with torch.no_grad():
-        cached = CachedMultipleNegativesRankingLoss(st_model, mini_batch_size=3)(
+        cached = CachedMultipleNegativesRankingLoss(model, mini_batch_size=3)(
             [dict(f) for f in features], None
         )
-        plain = MultipleNegativesRankingLoss(st_model)([dict(f) for f in features], None)
-    torch.testing.assert_close(cached, plain, rtol=1e-5, atol=1e-6)
+        plain = MultipleNegativesRankingLoss(model)([dict(f) for f in features], None)
+    torch.testing.assert_close(cached, plain, rtol=1e-9, atol=1e-12)
 
 
 def test_rng_snapshot_replays_dropout():
