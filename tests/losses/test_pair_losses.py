@@ -209,6 +209,7 @@ def test_full_forward_on_tiny_model_matches_sentence_transformers(tiny_bert_dir,
     value, grads = _forward_backward(ours, model, model.tokenize, columns, labels)
     ref_value, ref_grads = _forward_backward(ref, st_model, st_model.preprocess, columns, labels)
     torch.testing.assert_close(value, ref_value, **TOL)
+    assert value > 0
     assert grads.keys() == ref_grads.keys() and len(grads) > 10
     for name in grads:
         torch.testing.assert_close(grads[name], ref_grads[name], **TOL)
