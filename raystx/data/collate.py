@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 Features = dict[str, Tensor]
-Tokenize = Callable[[list[str]], Features]
+Tokenize = Callable[..., Features]
 
 
 def thread_private_tokenize(model: torch.nn.Module) -> Tokenize:
@@ -78,9 +78,8 @@ class BatchCollator:
         for column in self.input_columns[dataset]:
             texts = [str(t) for t in rows[column]]
             prompt = resolve_prompt(self.prompts, dataset, column)
-            if prompt:
-                texts = [prompt + t for t in texts]
-            features.append(self.tokenize(texts))
+            # The model's tokenize prepends the prompt and records its length (for prompt-excluding pooling).
+            features.append(self.tokenize(texts, prompt=prompt) if prompt else self.tokenize(texts))
         label_column = self.label_columns.get(dataset)
         labels = None
         if label_column is not None:

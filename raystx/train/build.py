@@ -35,12 +35,12 @@ def build_model(config: ExperimentConfig):
 
 
 def read_table(path: str, columns: list[str] | None = None, limit: int | None = None):
-    """A file (csv/tsv/json/jsonl/parquet/arrow) as a pandas DataFrame, for evaluator data (small)."""
-    import pandas as pd
+    """A small file (csv/tsv/json/jsonl/parquet/arrow) as a pandas DataFrame, e.g. evaluator data."""
+    from raystx.data.readers import detect_format, expand_paths, read_files
 
-    from raystx.data.readers import read_small_table
-
-    frame: pd.DataFrame = read_small_table(path)
+    files = expand_paths("evaluator", path)
+    ds, _ = read_files("evaluator", files, detect_format("evaluator", files))
+    frame = ds.to_pandas()
     if columns:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
@@ -50,14 +50,16 @@ def read_table(path: str, columns: list[str] | None = None, limit: int | None = 
 
 
 def build_dataset(name: str, dc: DatasetConfig):
-    """A named training dataset as a Ray Dataset (streamed; never materialized on the driver)."""
-    from raystx.data.readers import read_ray_dataset
+    """A named training dataset: the path itself (read and staged by Ray Data on the driver side), or a lazy
+    Ray Dataset when the config renames, limits or rescales it. Never materialized on the driver."""
+    if not (dc.rename or dc.limit or dc.score_scale):
+        return dc.path
+    from raystx.data.readers import detect_format, expand_paths, read_files
 
-    ds = read_ray_dataset(dc.path)
+    files = expand_paths(name, dc.path)
+    ds, _ = read_files(name, files, detect_format(name, files))
     if dc.rename:
         ds = ds.rename_columns(dc.rename)
-    if dc.columns:
-        ds = ds.select_columns(dc.columns)
     if dc.limit:
         ds = ds.limit(dc.limit)
     if dc.score_scale:
@@ -141,6 +143,7 @@ def build_trainer(config: ExperimentConfig, resume: bool = False):
         train_dataset=train,
         loss=loss,
         evaluator=evaluator,
+        select_columns={name: dc.columns for name, dc in config.train_data.items() if dc.columns},
         scaling_config=scaling,
         run_config=run_config,
     )

@@ -93,7 +93,10 @@ def _interval_hit(
 def _to_device(
     features: list[dict[str, torch.Tensor]], device: torch.device
 ) -> list[dict[str, torch.Tensor]]:
-    return [{k: v.to(device, non_blocking=True) for k, v in f.items()} for f in features]
+    return [
+        {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in f.items()}
+        for f in features
+    ]
 
 
 class TrainLoop:

@@ -64,6 +64,7 @@ class SentenceTransformerTrainer:
         callbacks: objects with ``on_*`` hooks (see ``raystx.train.callbacks``).
         scaling_config: ``ray.train.ScalingConfig`` (default 1 CPU worker).
         run_config: ``ray.train.RunConfig`` (default: storage under ``output_dir``'s parent, name = its basename).
+        select_columns: columns to keep, in order (per dataset name when a dict); others are an error otherwise.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class SentenceTransformerTrainer:
         scaling_config: Any = None,
         run_config: Any = None,
         model_init: Callable[[], nn.Module] | None = None,
+        select_columns: list[str] | dict[str, list[str]] | None = None,
     ) -> None:
         if model is None and model_init is None:
             raise ValueError("SentenceTransformerTrainer needs a model (or model_init)")
@@ -90,6 +92,7 @@ class SentenceTransformerTrainer:
         self.callbacks = list(callbacks or [])
         self.scaling_config = scaling_config
         self.run_config = run_config
+        self.select_columns = select_columns
         if loss is None:
             from raystx.losses import CoSENTLoss, MultipleNegativesRankingLoss  # noqa: F401 - imported for default
 
@@ -185,14 +188,18 @@ class SentenceTransformerTrainer:
         """Read/stage the datasets and check them against the losses (driver side, before any worker)."""
         import ray
 
-        from raystx.data.columns import validate_sources
-        from raystx.data.sources import prepare_sources
+        from raystx.data.sources import prepare_sources, validate_sources
 
         scaling = self._scaling()
         self.args.validate(use_gpu=bool(getattr(scaling, "use_gpu", False)))
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True)
-        sources = prepare_sources(self.train_dataset, staging_dir=str(staging), name=DEFAULT_DATASET_NAME)
+        sources = prepare_sources(
+            self.train_dataset,
+            staging_dir=str(staging),
+            name=DEFAULT_DATASET_NAME,
+            select_columns=self.select_columns,
+        )
         losses = self._losses_by_dataset(list(sources))
         validate_sources(
             sources,
