@@ -104,6 +104,8 @@ class CoSENTLoss(RaystxLoss):
                 f"{type(self).__name__} expects one label per pair ({a.shape[0]}), got shape {tuple(labels.shape)}."
             )
         labels = labels.reshape(-1)
+        if labels.dtype == torch.bool:
+            labels = labels.to(a.dtype)
         if self.gather_across_devices:
             a, b = all_gather_with_grad(a), all_gather_with_grad(b)
             labels = all_gather_no_grad(labels)
