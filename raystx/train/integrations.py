@@ -1,0 +1,297 @@
+"""Experiment tracking for ``report_to``: TensorBoard, Weights & Biases and CodeCarbon callbacks.
+
+``INTEGRATIONS`` maps each ``report_to`` name to a factory ``args -> TrainerCallback``;
+``raystx.train.callbacks.integration_callbacks`` builds them inside the rank-0 worker, whose loop calls
+``on_train_begin / on_log / on_evaluate / on_save / on_train_end``. ``check_report_to(args)`` runs the same
+checks on the driver (unknown names, missing packages) so that a bad ``report_to`` fails before any worker.
+
+Metric names follow transformers' integrations: ``loss`` is logged as ``train/loss``, ``eval_x`` as
+``eval/x``; the x axis is ``state.global_step``.
+
+Secrets never reach a tracker: ``public_config(args)`` drops fields whose names look secret and masks the
+value of every environment variable whose name contains TOKEN, KEY, SECRET or PASSWORD (``redact``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from raystx.train.args import SentenceTransformerTrainingArguments
+from raystx.train.callbacks import TrainerCallback, TrainerState
+
+logger = logging.getLogger("raystx.train")
+
+SECRET_NAME_PARTS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
+MIN_SECRET_LENGTH = 6
+REDACTED = "<redacted>"
+_SKIP_LOG_KEYS = ("step", "done")
+
+
+# ------------------------------------------------------------------------------------------------ secrets
+def is_secret_name(name: str) -> bool:
+    """True when a variable/field name suggests it holds a credential (``HF_TOKEN``, ``api_key``, ...)."""
+    upper = name.upper()
+    return any(part in upper for part in SECRET_NAME_PARTS)
+
+
+def secret_env_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Values of the environment variables with secret-looking names, longest first.
+
+    Values shorter than ``MIN_SECRET_LENGTH`` characters are ignored (masking ``1`` or ``true`` everywhere would
+    mangle the text and such values are not credentials).
+    """
+    env = os.environ if environ is None else environ
+    values = {v for k, v in env.items() if is_secret_name(k) and v and len(v.strip()) >= MIN_SECRET_LENGTH}
+    return sorted(values, key=len, reverse=True)
+
+
+def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """``text`` with every secret environment value replaced by ``<redacted>``."""
+    for value in secret_env_values(environ):
+        text = text.replace(value, REDACTED)
+        stripped = value.strip()
+        if stripped != value:
+            text = text.replace(stripped, REDACTED)
+    return text
+
+
+def redact_value(value: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """``value`` (nested dicts/lists/strings) with secret env values masked and secret-named keys redacted."""
+    if isinstance(value, str):
+        return redact(value, environ)
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if is_secret_name(str(k)) and v not in (None, "") else redact_value(v, environ))
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_value(v, environ) for v in value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly version of a config value (enums by value, unknown objects as ``str``)."""
+    if isinstance(value, Enum):
+        return value.value
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def public_config(args: SentenceTransformerTrainingArguments) -> dict[str, Any]:
+    """The training arguments as a flat dict safe to send to a tracker (no secret fields or values)."""
+    config = {k: _plain(v) for k, v in args.to_dict().items() if not is_secret_name(k)}
+    return redact_value(config)
+
+
+def rewrite_logs(logs: Mapping[str, Any]) -> dict[str, float]:
+    """Numeric log entries renamed for trackers: ``eval_x`` -> ``eval/x``, anything else -> ``train/x``.
+
+    ``step`` (the x axis) and non-numeric values are dropped.
+    """
+    out: dict[str, float] = {}
+    for key, value in logs.items():
+        if key in _SKIP_LOG_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if key.startswith("eval_"):
+            out["eval/" + key[len("eval_") :]] = float(value)
+        else:
+            out["train/" + key] = float(value)
+    return out
+
+
+def _run_name(args: SentenceTransformerTrainingArguments) -> str:
+    if args.run_name:
+        return args.run_name
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _safe_dir_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "run"
+
+
+# ------------------------------------------------------------------------------------------------ TensorBoard
+class TensorBoardCallback(TrainerCallback):
+    """Writes scalars to TensorBoard event files under ``{output_dir}/runs/{run_name or timestamp}``.
+
+    Args:
+        args: the training arguments (output_dir, run_name).
+        log_dir: write here instead.
+    """
+
+    def __init__(self, args: SentenceTransformerTrainingArguments, log_dir: str | os.PathLike | None = None):
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+        except ImportError as exc:
+            raise ValueError(
+                "report_to='tensorboard' needs the tensorboard package: pip install tensorboard"
+            ) from exc
+        if log_dir is None:
+            log_dir = Path(args.output_dir).absolute() / "runs" / _safe_dir_name(_run_name(args))
+        self.log_dir = Path(log_dir)
+        self.writer: Any = None
+
+    def _ensure_writer(self, args: SentenceTransformerTrainingArguments) -> Any:
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self.writer = SummaryWriter(log_dir=str(self.log_dir))
+            self.writer.add_text("args", json.dumps(public_config(args), indent=2, sort_keys=True))
+        return self.writer
+
+    def on_train_begin(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
+        self._ensure_writer(args)
+
+    def on_log(
+        self,
+        args: SentenceTransformerTrainingArguments,
+        state: TrainerState,
+        logs: dict[str, Any],
+        **kwargs: Any,
+    ) -> None:
+        writer = self._ensure_writer(args)
+        for tag, value in rewrite_logs(logs).items():
+            writer.add_scalar(tag, value, global_step=state.global_step)
+        writer.flush()
+
+    def on_save(self, args, state, checkpoint_dir, **kwargs: Any) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def on_train_end(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+# ------------------------------------------------------------------------------------------------ W&B
+class WandbCallback(TrainerCallback):
+    """Logs to Weights & Biases: one run per training, config = the non-secret training arguments.
+
+    The project is ``$WANDB_PROJECT`` (default ``raystx``), the run name ``args.run_name``, files go under
+    ``output_dir``. ``WANDB_MODE=offline`` writes the run locally (``{output_dir}/wandb/offline-run-*``). An
+    already active ``wandb.run`` (started by the user) is reused and not finished at the end.
+    """
+
+    def __init__(self, args: SentenceTransformerTrainingArguments) -> None:
+        try:
+            import wandb  # noqa: F401
+        except ImportError as exc:
+            raise ValueError("report_to='wandb' needs the wandb package: pip install wandb") from exc
+        self.run: Any = None
+        self._owns_run = False
+
+    def _ensure_run(self, args: SentenceTransformerTrainingArguments) -> Any:
+        if self.run is not None:
+            return self.run
+        import wandb
+
+        if wandb.run is not None:
+            self.run = wandb.run
+            self.run.config.update(public_config(args), allow_val_change=True)
+            return self.run
+        directory = Path(args.output_dir).absolute()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "raystx"),
+            name=args.run_name,
+            config=public_config(args),
+            dir=str(directory),
+        )
+        self._owns_run = True
+        return self.run
+
+    def on_train_begin(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
+        self._ensure_run(args)
+
+    def on_log(
+        self,
+        args: SentenceTransformerTrainingArguments,
+        state: TrainerState,
+        logs: dict[str, Any],
+        **kwargs: Any,
+    ) -> None:
+        run = self._ensure_run(args)
+        values = rewrite_logs(logs)
+        if values:
+            run.log(values, step=int(state.global_step))
+
+    def on_train_end(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
+        if self.run is not None:
+            if state.best_metric is not None:
+                self.run.summary["best_metric"] = state.best_metric
+            if self._owns_run:
+                self.run.finish()
+        self.run = None
+        self._owns_run = False
+
+
+# ------------------------------------------------------------------------------------------------ CodeCarbon
+class CodeCarbonCallback(TrainerCallback):
+    """Measures the energy and CO2 of training with ``codecarbon.EmissionsTracker`` (output in ``output_dir``)."""
+
+    def __init__(self, args: SentenceTransformerTrainingArguments) -> None:
+        try:
+            import codecarbon  # noqa: F401
+        except ImportError as exc:
+            raise ValueError(
+                "report_to='codecarbon' needs the codecarbon package, which is not installed: "
+                "pip install codecarbon"
+            ) from exc
+        self.tracker: Any = None
+        self.emissions: float | None = None
+
+    def on_train_begin(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
+        import codecarbon
+
+        if self.tracker is None:
+            directory = Path(args.output_dir).absolute()
+            directory.mkdir(parents=True, exist_ok=True)
+            self.tracker = codecarbon.EmissionsTracker(output_dir=str(directory))
+        self.tracker.start()
+
+    def on_train_end(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
+        if self.tracker is not None:
+            self.emissions = self.tracker.stop()
+
+
+INTEGRATIONS: dict[str, Callable[[SentenceTransformerTrainingArguments], TrainerCallback]] = {
+    "tensorboard": TensorBoardCallback,
+    "wandb": WandbCallback,
+    "codecarbon": CodeCarbonCallback,
+}
+
+
+def check_report_to(args: SentenceTransformerTrainingArguments) -> None:
+    """Driver-side check of ``args.report_to``: every name is known and its package is importable.
+
+    Raises ``ValueError`` naming the integration and the package to install. Builds nothing persistent
+    (the callbacks' constructors only import their package).
+    """
+    problems = []
+    for name in args.report_to or []:
+        if name == "all":
+            continue
+        factory = INTEGRATIONS.get(name)
+        if factory is None:
+            problems.append(f"report_to={name!r} is not supported; use one of {sorted(INTEGRATIONS)}")
+            continue
+        try:
+            factory(args)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("Invalid report_to:\n  - " + "\n  - ".join(problems))
