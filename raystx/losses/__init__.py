@@ -10,6 +10,9 @@ from raystx.losses.batch_hard_triplet import BatchHardTripletLoss, BatchHardTrip
 from raystx.losses.batch_semi_hard_triplet import BatchSemiHardTripletLoss
 from raystx.losses.cached_gist_embed import CachedGISTEmbedLoss
 from raystx.losses.cached_multiple_negatives_ranking import CachedMultipleNegativesRankingLoss
+from raystx.losses.cached_multiple_negatives_symmetric_ranking import (
+    CachedMultipleNegativesSymmetricRankingLoss,
+)
 from raystx.losses.contrastive import ContrastiveLoss, SiameseDistanceMetric
 from raystx.losses.contrastive_tension import ContrastiveTensionLoss, ContrastiveTensionLossInBatchNegatives
 from raystx.losses.cosent import CoSENTLoss
@@ -18,9 +21,12 @@ from raystx.losses.denoising_auto_encoder import DenoisingAutoEncoderLoss
 from raystx.losses.distill_kl_div import DistillKLDivLoss
 from raystx.losses.embed_distill import EmbedDistillLoss
 from raystx.losses.gist_embed import GISTEmbedLoss
+from raystx.losses.global_orthogonal_regularization import GlobalOrthogonalRegularizationLoss
 from raystx.losses.margin_mse import MarginMSELoss
+from raystx.losses.mega_batch_margin import MegaBatchMarginLoss
 from raystx.losses.mse import MSELoss
 from raystx.losses.multiple_negatives_ranking import MultipleNegativesRankingLoss
+from raystx.losses.multiple_negatives_symmetric_ranking import MultipleNegativesSymmetricRankingLoss
 from raystx.losses.online_contrastive import OnlineContrastiveLoss
 from raystx.losses.softmax import SoftmaxLoss
 from raystx.losses.triplet import TripletDistanceMetric, TripletLoss
@@ -29,6 +35,12 @@ __all__ = ["ColumnContract", "RaystxLoss"]
 __all__ += ["CoSENTLoss"]
 __all__ += ["MultipleNegativesRankingLoss", "CachedMultipleNegativesRankingLoss"]
 __all__ += ["GISTEmbedLoss", "CachedGISTEmbedLoss"]
+__all__ += [
+    "MultipleNegativesSymmetricRankingLoss",
+    "CachedMultipleNegativesSymmetricRankingLoss",
+    "MegaBatchMarginLoss",
+    "GlobalOrthogonalRegularizationLoss",
+]
 __all__ += [
     "AnglELoss",
     "BatchAllTripletLoss",
