@@ -194,7 +194,9 @@ def test_driver_memory_stays_flat_for_a_million_rows(ray_session, tmp_path):
     data_bytes = pq.read_metadata(path).row_group(0).total_byte_size * pq.read_metadata(path).num_row_groups
     # Warm up: the first Ray Data run imports and starts its executor on the driver.
     small = _write(tmp_path / "small.parquet", _rows(8), "parquet")
-    validate_sources(prepare_sources(small, staging_dir=str(tmp_path / "warm")), PairScoreLoss, global_batch_size=4)
+    validate_sources(
+        prepare_sources(small, staging_dir=str(tmp_path / "warm")), PairScoreLoss, global_batch_size=4
+    )
     pool = pa.default_memory_pool()
     before_arrow = pool.max_memory()
     before_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
