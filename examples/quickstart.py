@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--smoke-test", action="store_true", help="tiny random model, a few steps")
     parser.add_argument("--output-dir", default=None, help="where checkpoints and the final model go")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=2.0)
     args = parser.parse_args()
 
     import datasets

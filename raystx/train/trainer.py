@@ -201,12 +201,13 @@ class SentenceTransformerTrainer:
             select_columns=self.select_columns,
         )
         losses = self._losses_by_dataset(list(sources))
-        validate_sources(
+        matched = validate_sources(
             sources,
             losses,
             global_batch_size=self.args.per_device_train_batch_size * int(scaling.num_workers or 1),
             drop_last=True,
         )
+        self._label_kinds = {n: matched[n].label for n in sources}  # the contract each dataset matched
         return sources, losses
 
     def validate(self) -> dict[str, Any]:
@@ -247,7 +248,7 @@ class SentenceTransformerTrainer:
             losses=losses,
             args=self.args,
             sources=sources,
-            label_kinds={n: _label_kind(losses[n]) for n in sources},
+            label_kinds=self._label_kinds,
             evaluator=self.evaluator,
             resume_from=resume_path,
             callbacks=self.callbacks,
@@ -299,11 +300,6 @@ class SentenceTransformerTrainer:
 
 def _is_loss_factory(obj: Any) -> bool:
     return callable(obj) and not isinstance(obj, nn.Module)
-
-
-def _label_kind(loss: nn.Module) -> str:
-    contract = getattr(loss, "contract", None)
-    return getattr(contract, "label", "float") if contract is not None else "float"
 
 
 def _unwrap_worker_error(exc: Exception) -> Exception:
