@@ -289,6 +289,7 @@ def collect_trainer_info(
             evaluations.append(EvaluationInfo.from_evaluator(evaluator, metrics))
     non_default = dict(args.non_default_items()) if args is not None else {}
     everything = dict(args.to_dict()) if args is not None else {}
+    everything.pop("output_dir", None)  # a local path, meaningless to readers of the card
     return TrainerInfo(
         datasets=datasets_info,
         non_default_hyperparameters=non_default,
@@ -473,6 +474,11 @@ def _dataset_display(data: SentenceTransformerModelCardData, name: str) -> str:
     meta = _dataset_meta(data, name)
     shown = meta.get("name") or name
     return f"[{shown}](https://huggingface.co/datasets/{meta['id']})" if meta.get("id") else shown
+
+
+def _is_named(data: SentenceTransformerModelCardData, name: str) -> bool:
+    """Whether a dataset has a name worth showing (not the trainer's default ``train`` or fit()'s ``_dataset_i``)."""
+    return bool(_dataset_meta(data, name)) or (name != "train" and not name.startswith("_"))
 
 
 def _usage_sentences(info: TrainerInfo) -> list[str]:
@@ -696,7 +702,7 @@ def generate_model_card(model: Any, *, trainer_info: TrainerInfo | None = None) 
     title = _title(model, data)
     dim = model.get_sentence_embedding_dimension()
     similarity = SIMILARITY_NAMES.get(model.similarity_fn_name, str(model.similarity_fn_name).title())
-    dataset_names = [_dataset_display(data, d.name) for d in info.datasets]
+    dataset_names = [_dataset_display(data, d.name) for d in info.datasets if _is_named(data, d.name)]
     origin = (
         f" finetuned from [{data.base_model}](https://huggingface.co/{data.base_model})"
         if data.base_model
