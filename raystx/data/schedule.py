@@ -6,7 +6,8 @@ each rank takes its own disjoint slice of that step's global batch:
 * ``dataset_order(num_rows, seed, epoch, name)`` is the permutation of a dataset's rows for an epoch.
 * ``build_schedule(sizes, global_batch_size, seed, epoch, sampler, weights)`` lists, per global step, which
   dataset it draws from.
-* ``rank_rows(...)`` gives the row indices one rank uses at one step.
+* ``compose_batches(...)`` cuts that order into global batches (plain, duplicate-free, or grouped by label).
+* ``EpochPlan.rows(step, rank)`` gives the row indices one rank uses at one step.
 
 Semantics follow sentence-transformers: ``round_robin`` cycles through the datasets in order and stops when
 the smallest runs out; ``proportional`` uses every full batch of every dataset once, in a seeded random order
@@ -48,8 +49,18 @@ def build_schedule(
     weights: Mapping[str, float] | None = None,
 ) -> list[str]:
     """Dataset name for every global step of ``epoch``; identical on every worker."""
-    names = list(sizes)
-    counts = batches_per_dataset(sizes, global_batch_size)
+    return schedule_from_counts(batches_per_dataset(sizes, global_batch_size), seed, epoch, sampler, weights)
+
+
+def schedule_from_counts(
+    counts: Mapping[str, int],
+    seed: int,
+    epoch: int,
+    sampler: str = "proportional",
+    weights: Mapping[str, float] | None = None,
+) -> list[str]:
+    """The schedule given how many global batches each dataset yields this epoch."""
+    names = list(counts)
     if weights:
         unknown = set(weights) - set(names)
         if unknown:
@@ -73,22 +84,79 @@ def build_schedule(
     raise ValueError(f"Unknown multi_dataset_batch_sampler {sampler!r}; use 'round_robin' or 'proportional'")
 
 
+def compose_batches(
+    order: np.ndarray,
+    global_batch_size: int,
+    batch_sampler: str = "batch_sampler",
+    texts: Sequence[tuple] | None = None,
+    labels: Sequence | None = None,
+) -> list[np.ndarray]:
+    """Split a row order into global batches (each ``global_batch_size`` rows; a last partial batch is dropped).
+
+    ``batch_sampler``:
+      * ``batch_sampler`` — consecutive chunks of ``order``.
+      * ``no_duplicates`` — like sentence-transformers' NoDuplicatesBatchSampler: walk ``order`` and put a row in the
+        current batch only if none of its texts (``texts[row]``, all input columns) is already in it; skipped rows wait
+        for later batches. Deterministic, so every rank forms the same batches.
+      * ``group_by_label`` — rows of the same label (``labels[row]``) come in pairs, so every label in a batch has at
+        least two members (what the batch triplet losses need); labels with one row are left out.
+    """
+    g = int(global_batch_size)
+    if batch_sampler == "batch_sampler":
+        return [order[i * g : (i + 1) * g] for i in range(len(order) // g)]
+    if batch_sampler == "no_duplicates":
+        if texts is None:
+            raise ValueError("no_duplicates needs the texts of the dataset's rows")
+        batches: list[np.ndarray] = []
+        remaining = list(order.tolist())
+        while len(remaining) >= g:
+            batch: list[int] = []
+            seen: set = set()
+            deferred: list[int] = []
+            for pos, row in enumerate(remaining):
+                values = texts[row]
+                if any(v in seen for v in values):
+                    deferred.append(row)
+                    continue
+                batch.append(row)
+                seen.update(values)
+                if len(batch) == g:
+                    deferred.extend(remaining[pos + 1 :])
+                    break
+            if len(batch) < g:
+                break  # the rest cannot form a duplicate-free batch
+            batches.append(np.asarray(batch, dtype=np.int64))
+            remaining = deferred
+        return batches
+    if batch_sampler == "group_by_label":
+        if labels is None:
+            raise ValueError("group_by_label needs the label column")
+        if g % 2:
+            raise ValueError(f"group_by_label needs an even global batch size, got {g}")
+        by_label: dict = {}
+        for row in order.tolist():
+            by_label.setdefault(labels[row], []).append(row)
+        pairs = [rows[i : i + 2] for rows in by_label.values() for i in range(0, len(rows) - 1, 2)]
+        # interleave pairs in the order their first row appears in ``order`` (already random)
+        position = {row: i for i, row in enumerate(order.tolist())}
+        pairs.sort(key=lambda p: position[p[0]])
+        flat = np.asarray([r for p in pairs for r in p], dtype=np.int64)
+        return [flat[i * g : (i + 1) * g] for i in range(len(flat) // g)]
+    raise ValueError(f"Unknown batch_sampler {batch_sampler!r}")
+
+
 def occurrence_index(schedule: Sequence[str], step: int) -> int:
     """How many earlier steps of ``schedule`` drew from the same dataset as ``step``."""
     name = schedule[step]
     return sum(1 for s in schedule[:step] if s == name)
 
 
-def rank_rows(
-    order: np.ndarray, occurrence: int, global_batch_size: int, rank: int, per_device_batch_size: int
-) -> np.ndarray:
-    """Row indices rank ``rank`` uses for the ``occurrence``-th batch of a dataset in this epoch."""
-    start = occurrence * global_batch_size + rank * per_device_batch_size
-    return order[start : start + per_device_batch_size]
-
-
 class EpochPlan:
-    """The schedule of one epoch plus each dataset's row order, with O(1) lookup per step."""
+    """The schedule of one epoch plus each dataset's global batches, with O(1) lookup per step.
+
+    ``columns(name) -> (texts, labels)`` supplies row values for the ``no_duplicates`` / ``group_by_label`` batch
+    samplers (texts: a tuple of input texts per row; labels: one label per row); it is not called otherwise.
+    """
 
     def __init__(
         self,
@@ -100,12 +168,21 @@ class EpochPlan:
         sampler: str = "proportional",
         weights: Mapping[str, float] | None = None,
         shuffle: bool = True,
+        batch_sampler: str = "batch_sampler",
+        columns=None,
     ) -> None:
         self.per_device_batch_size = int(per_device_batch_size)
         self.world_size = int(world_size)
         self.global_batch_size = self.per_device_batch_size * self.world_size
-        self.schedule = build_schedule(sizes, self.global_batch_size, seed, epoch, sampler, weights)
-        self._orders = {n: dataset_order(int(sizes[n]), seed, epoch, n, shuffle) for n in sizes}
+        self._batches: dict[str, list[np.ndarray]] = {}
+        for name, size in sizes.items():
+            order = dataset_order(int(size), seed, epoch, name, shuffle)
+            texts = labels = None
+            if batch_sampler != "batch_sampler":
+                texts, labels = columns(name)
+            self._batches[name] = compose_batches(order, self.global_batch_size, batch_sampler, texts, labels)
+        counts = {n: len(b) for n, b in self._batches.items()}
+        self.schedule = schedule_from_counts(counts, seed, epoch, sampler, weights)
         seen: dict[str, int] = {}
         self._occurrence: list[int] = []
         for name in self.schedule:
@@ -117,18 +194,11 @@ class EpochPlan:
 
     def rows(self, step: int, rank: int) -> tuple[str, np.ndarray]:
         """(dataset name, row indices) that ``rank`` trains on at ``step`` of this epoch."""
-        name = self.schedule[step]
-        idx = rank_rows(
-            self._orders[name],
-            self._occurrence[step],
-            self.global_batch_size,
-            rank,
-            self.per_device_batch_size,
-        )
-        return name, idx
+        name, batch = self.global_rows(step)
+        b = self.per_device_batch_size
+        return name, batch[rank * b : (rank + 1) * b]
 
     def global_rows(self, step: int) -> tuple[str, np.ndarray]:
         """All rows of the global batch at ``step`` (every rank's slice, in rank order)."""
         name = self.schedule[step]
-        start = self._occurrence[step] * self.global_batch_size
-        return name, self._orders[name][start : start + self.global_batch_size]
+        return name, self._batches[name][self._occurrence[step]]

@@ -58,20 +58,6 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def plan_lengths(sources: dict[str, Any], args: SentenceTransformerTrainingArguments, world_size: int) -> int:
-    """Number of global (micro) steps in one epoch; the same for every epoch."""
-    plan = EpochPlan(
-        {n: s.num_rows for n, s in sources.items()},
-        args.per_device_train_batch_size,
-        world_size,
-        args.data_seed if args.data_seed is not None else args.seed,
-        0,
-        args.multi_dataset_batch_sampler.value,
-        args.multi_dataset_weights,
-    )
-    return len(plan)
-
-
 def total_optimizer_steps(steps_per_epoch: int, args: SentenceTransformerTrainingArguments) -> int:
     if args.max_steps > 0:
         return int(args.max_steps)
@@ -115,7 +101,8 @@ class TrainLoop:
         named = unique_parameters([self.model, *self.losses.values()])
         self.params = [p for _, p in named]
         self.optimizer = build_optimizer(named, args)
-        self.steps_per_epoch = plan_lengths(payload.sources, args, runtime.world_size)
+        self.opened = {name: src.open() for name, src in payload.sources.items()}
+        self.steps_per_epoch = len(self._plan(0))  # exact for the default sampler; epoch 0's count otherwise
         if self.steps_per_epoch < args.gradient_accumulation_steps:
             raise ValueError(
                 f"One epoch has {self.steps_per_epoch} global batches of "
@@ -132,7 +119,6 @@ class TrainLoop:
         self.log_history: list[dict[str, Any]] = []
         self.best_metric: float | None = None
         self.consecutive_bad = 0
-        self.opened = {name: src.open() for name, src in payload.sources.items()}
         self._restore()
         is_zero = runtime.rank == 0
         self.callbacks = CallbackHandler(
@@ -189,7 +175,20 @@ class TrainLoop:
             epoch,
             args.multi_dataset_batch_sampler.value,
             args.multi_dataset_weights,
+            batch_sampler=args.batch_sampler.value,
+            columns=self._columns,
         )
+
+    def _columns(self, name: str) -> tuple[list[tuple], list | None]:
+        """Row texts (all input columns) and labels of a dataset, for the duplicate-/label-aware samplers."""
+        source, data = self.p.sources[name], self.opened[name]
+        texts = list(zip(*(list(data[c]) for c in source.input_columns)))
+        labels = list(data[source.label_column]) if source.label_column else None
+        if self.args.batch_sampler.value == "group_by_label" and labels is None:
+            raise ValueError(
+                f"batch_sampler='group_by_label' needs a label column; dataset {name!r} has none"
+            )
+        return texts, labels
 
     def _batch_maker(self, plan: EpochPlan):
         collate = BatchCollator(

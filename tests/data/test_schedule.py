@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from raystx.data.schedule import EpochPlan, build_schedule, dataset_order
+from raystx.data.schedule import EpochPlan, build_schedule, compose_batches, dataset_order
 
 SIZES = {"a": 100, "b": 37, "c": 64}
 
@@ -63,3 +63,49 @@ def test_dataset_order_is_a_seeded_permutation():
     assert sorted(order.tolist()) == list(range(50))
     assert not np.array_equal(order, dataset_order(50, seed=1, epoch=1, name="a"))
     np.testing.assert_array_equal(dataset_order(5, 1, 0, "a", shuffle=False), np.arange(5))
+
+
+def test_no_duplicates_batches_hold_each_text_once_and_are_identical_for_every_rank():
+    rng = np.random.default_rng(0)
+    vocab = [f"t{i}" for i in range(40)]
+    texts = [(vocab[rng.integers(40)], vocab[rng.integers(40)]) for _ in range(120)]
+    order = dataset_order(120, seed=1, epoch=0, name="d")
+    batches = compose_batches(order, 8, "no_duplicates", texts=texts)
+    assert len(batches) >= 5
+    used = np.concatenate(batches).tolist()
+    assert len(used) == len(set(used))  # a row is used at most once
+    for batch in batches:
+        values = [v for row in batch.tolist() for v in texts[row]]
+        assert len(values) == len(set(values)), "a text repeats within a global batch"
+    again = compose_batches(order, 8, "no_duplicates", texts=list(texts))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+
+
+def test_group_by_label_puts_every_label_at_least_twice_in_a_batch():
+    labels = [i % 7 for i in range(90)]
+    order = dataset_order(90, seed=2, epoch=0, name="d")
+    batches = compose_batches(order, 8, "group_by_label", labels=labels)
+    assert len(batches) == 10  # 6 labels x 13 rows + 1 x 12 -> 42 pairs -> 84 rows -> 10 full batches
+    for batch in batches:
+        counts = Counter(labels[r] for r in batch.tolist())
+        assert min(counts.values()) >= 2
+    with pytest.raises(ValueError, match="even"):
+        compose_batches(order, 7, "group_by_label", labels=labels)
+
+
+def test_epoch_plan_counts_steps_from_the_composed_batches():
+    texts = [("same",)] * 10 + [(f"u{i}",) for i in range(30)]
+    plan = EpochPlan(
+        {"d": 40},
+        per_device_batch_size=4,
+        world_size=2,
+        seed=0,
+        epoch=0,
+        batch_sampler="no_duplicates",
+        columns=lambda name: (texts, None),
+    )
+    # each batch: one 'same' row + 7 unique ones; 30 unique rows -> 4 full duplicate-free batches
+    assert len(plan) == 4
+    for step in range(len(plan)):
+        _, rows = plan.global_rows(step)
+        assert len({texts[r] for r in rows.tolist()}) == 8
