@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from raystx.losses.adaptive_layer import AdaptiveLayerLoss
 from raystx.losses.angle import AnglELoss
 from raystx.losses.base import ColumnContract, RaystxLoss
 from raystx.losses.batch_all_triplet import BatchAllTripletLoss
@@ -23,6 +24,8 @@ from raystx.losses.embed_distill import EmbedDistillLoss
 from raystx.losses.gist_embed import GISTEmbedLoss
 from raystx.losses.global_orthogonal_regularization import GlobalOrthogonalRegularizationLoss
 from raystx.losses.margin_mse import MarginMSELoss
+from raystx.losses.matryoshka import MatryoshkaLoss
+from raystx.losses.matryoshka_2d import Matryoshka2dLoss
 from raystx.losses.mega_batch_margin import MegaBatchMarginLoss
 from raystx.losses.mse import MSELoss
 from raystx.losses.multiple_negatives_ranking import MultipleNegativesRankingLoss
@@ -41,6 +44,7 @@ __all__ += [
     "MegaBatchMarginLoss",
     "GlobalOrthogonalRegularizationLoss",
 ]
+__all__ += ["MatryoshkaLoss", "AdaptiveLayerLoss", "Matryoshka2dLoss"]
 __all__ += [
     "AnglELoss",
     "BatchAllTripletLoss",
