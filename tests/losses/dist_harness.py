@@ -68,15 +68,19 @@ def run_distributed(
 
 
 def loss_and_grads(
-    model: torch.nn.Module, loss: Callable[..., Any], features: list[dict], scale: float = 1.0
+    model: torch.nn.Module,
+    loss: Callable[..., Any],
+    features: list[dict],
+    scale: float = 1.0,
+    labels: torch.Tensor | None = None,
 ):
-    """``(loss value, {parameter name: gradient})`` after ``(scale * loss(features)).backward()``.
+    """``(loss value, {parameter name: gradient})`` after ``(scale * loss(features, labels)).backward()``.
 
     The feature dicts are shallow-copied first (models write their outputs into them). Parameter names
     of a sentence-transformers model (``0.model.*``) are renamed to raystx's (``0.auto_model.*``).
     """
     model.zero_grad(set_to_none=True)
-    value = loss([dict(f) for f in features], None)
+    value = loss([dict(f) for f in features], labels)
     if isinstance(value, dict):
         value = sum(value.values())
     (value * scale).backward()

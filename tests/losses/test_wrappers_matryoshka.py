@@ -38,17 +38,6 @@ def _features(model, num_columns: int, rows: int = 8, seed: int = 0):
     return [model.tokenize(make_sentences(rows, seed=seed + 7 * c)) for c in range(num_columns)]
 
 
-def _run(model, loss, features, labels):
-    model.zero_grad(set_to_none=True)
-    value = loss([dict(f) for f in features], labels)
-    value.backward()
-    return value.detach(), {
-        n.replace("0.model.", "0.auto_model.", 1): p.grad.clone()
-        for n, p in model.named_parameters()
-        if p.grad is not None
-    }
-
-
 def test_matryoshka_mnrl_matches_sentence_transformers(models):
     ours_model, st_model = models
     ours = loss_and_grads(
@@ -81,26 +70,32 @@ def test_matryoshka_with_labels_matches_sentence_transformers(models):
     """CoSENT (float labels) and MSE (teacher-embedding labels, truncated per dimension)."""
     ours_model, st_model = models
     scores = torch.linspace(0, 1, 8, dtype=torch.float64)
-    ours = _run(
-        ours_model, MatryoshkaLoss(ours_model, CoSENTLoss(ours_model), DIMS), _features(ours_model, 2), scores
+    ours = loss_and_grads(
+        ours_model,
+        MatryoshkaLoss(ours_model, CoSENTLoss(ours_model), DIMS),
+        _features(ours_model, 2),
+        labels=scores,
     )
-    ref = _run(
+    ref = loss_and_grads(
         st_model,
         st_losses.MatryoshkaLoss(st_model, st_losses.CoSENTLoss(st_model), DIMS),
         _features(st_model, 2),
-        scores,
+        labels=scores,
     )
     assert_same_loss_and_grads(ours, ref)
 
     teacher = torch.randn(8, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    ours = _run(
-        ours_model, MatryoshkaLoss(ours_model, MSELoss(ours_model), DIMS), _features(ours_model, 1), teacher
+    ours = loss_and_grads(
+        ours_model,
+        MatryoshkaLoss(ours_model, MSELoss(ours_model), DIMS),
+        _features(ours_model, 1),
+        labels=teacher,
     )
-    ref = _run(
+    ref = loss_and_grads(
         st_model,
         st_losses.MatryoshkaLoss(st_model, st_losses.MSELoss(st_model), DIMS),
         _features(st_model, 1),
-        teacher,
+        labels=teacher,
     )
     assert_same_loss_and_grads(ours, ref)
 
