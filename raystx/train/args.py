@@ -85,6 +85,7 @@ class SentenceTransformerTrainingArguments:
     dataloader_drop_last: bool = True
     dataloader_prefetch_batches: int = 2
     max_consecutive_bad_steps: int = 10
+    preemption_check_steps: int = 10
     disable_tqdm: bool | None = None
 
     def __post_init__(self) -> None:

@@ -101,6 +101,16 @@ def write_checkpoint(
     os.replace(tmp, directory / STATE_FILE)  # the state file appears last and atomically
 
 
+def sorted_checkpoints(run_dir: Path) -> list[Path]:
+    """``checkpoint-{step}`` folders of a run, newest (highest step) first."""
+    found = []
+    for path in run_dir.glob("checkpoint-*"):
+        suffix = path.name.rsplit("-", 1)[-1]
+        if path.is_dir() and suffix.isdigit():
+            found.append((int(suffix), path))
+    return [p for _, p in sorted(found, reverse=True)]
+
+
 def read_trainer_state(directory: str | os.PathLike) -> dict[str, Any]:
     """Load and verify ``trainer_state.json``; raise ``CorruptCheckpointError`` if anything is missing or short."""
     directory = Path(directory)

@@ -25,7 +25,12 @@ from raystx.data.collate import BatchCollator, Prefetcher, thread_private_tokeni
 from raystx.data.schedule import EpochPlan
 from raystx.train.args import IntervalStrategy, SentenceTransformerTrainingArguments
 from raystx.train.callbacks import CallbackHandler, TrainerState, integration_callbacks
-from raystx.train.checkpoint import restore_checkpoint, write_checkpoint
+from raystx.train.checkpoint import (
+    CorruptCheckpointError,
+    restore_checkpoint,
+    sorted_checkpoints,
+    write_checkpoint,
+)
 from raystx.train.optim import build_optimizer, build_scheduler, sync_gradients, unique_parameters
 from raystx.train.runtime import Runtime
 
@@ -50,6 +55,7 @@ class WorkerPayload:
     callbacks: list[Any] = field(default_factory=list)
     best_metric_key: str | None = None
     greater_is_better: bool = True
+    run_dir: str | None = None
 
 
 def set_seed(seed: int) -> None:
@@ -119,6 +125,7 @@ class TrainLoop:
         self.log_history: list[dict[str, Any]] = []
         self.best_metric: float | None = None
         self.consecutive_bad = 0
+        self._saved_for_preemption = False
         self._restore()
         is_zero = runtime.rank == 0
         self.callbacks = CallbackHandler(
@@ -138,18 +145,35 @@ class TrainLoop:
         )
 
     # ------------------------------------------------------------------ resume
+    def _checkpoint_candidates(self) -> list[Path]:
+        """Where to resume from, best first: Ray's latest, an explicit path, then the run's checkpoints, newest first."""
+        latest = self.rt.latest_checkpoint()
+        candidates = [latest] if latest else []
+        if self.p.resume_from:
+            candidates.append(Path(self.p.resume_from))
+        resuming = latest is not None or bool(self.args.resume_from_checkpoint)
+        if resuming and self.p.run_dir and Path(self.p.run_dir).is_dir():
+            candidates.extend(sorted_checkpoints(Path(self.p.run_dir)))
+        return candidates
+
     def _restore(self) -> None:
-        path = self.rt.latest_checkpoint() or (Path(self.p.resume_from) if self.p.resume_from else None)
-        if path is None:
+        path = state = None
+        for candidate in self._checkpoint_candidates():
+            try:
+                state = restore_checkpoint(
+                    candidate,
+                    rank=self.rt.rank,
+                    model=self.model,
+                    losses=self.losses,
+                    optimizer=self.optimizer,
+                    scheduler=self.scheduler,
+                )
+                path = candidate
+                break
+            except CorruptCheckpointError as exc:
+                logger.warning("Skipping checkpoint %s: %s; trying the previous one", candidate, exc)
+        if state is None:
             return
-        state = restore_checkpoint(
-            path,
-            rank=self.rt.rank,
-            model=self.model,
-            losses=self.losses,
-            optimizer=self.optimizer,
-            scheduler=self.scheduler,
-        )
         self.global_step = int(state["global_step"])
         self.epoch = int(state["epoch"])
         self.step_in_epoch = int(state["step_in_epoch"])
@@ -316,6 +340,14 @@ class TrainLoop:
             or (done and args.eval_strategy is not IntervalStrategy.NO)
         )
         save = _interval_hit(args.save_strategy, args.save_steps, step, self.max_steps, epoch_end) or done
+        if self.consecutive_bad:
+            save = False  # never let a checkpoint from a diverging streak rotate the last good one out
+        if not save and not self._saved_for_preemption and step % max(args.preemption_check_steps, 1) == 0:
+            if self.rt.preemption_pending():  # a barrier: every rank calls it at the same steps
+                logger.warning(
+                    "Preemption announced: saving a checkpoint at step %d before the node goes", step
+                )
+                save = self._saved_for_preemption = True
         self._logged = log
         if not (log or evaluate or save):
             return

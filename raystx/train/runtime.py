@@ -30,6 +30,10 @@ class Runtime:
     def latest_checkpoint(self) -> Path | None:
         return None
 
+    def preemption_pending(self) -> bool:
+        """True once the cluster announced that a node of this job will be reclaimed (a barrier on Ray)."""
+        return False
+
     def close(self) -> None:
         pass
 
@@ -88,6 +92,12 @@ class RayRuntime(Runtime):
         if self._restored is None:
             self._restored = Path(checkpoint.to_directory(str(self._tmp / "restored")))
         return self._restored
+
+    def preemption_pending(self) -> bool:
+        import ray.train
+
+        getter = getattr(ray.train, "get_preemption_info", None)
+        return bool(getter is not None and getter() is not None)
 
     def scratch_dir(self) -> Path:
         return Path(tempfile.mkdtemp(dir=self._tmp))

@@ -176,6 +176,15 @@ class SentenceTransformerTrainer:
 
     def _check_output_dir(self, run_dir: Path) -> None:
         existing = sorted(run_dir.glob("checkpoint-*")) if run_dir.is_dir() else []
+        if self.args.resume_from_checkpoint is True and not existing:
+            raise FileNotFoundError(
+                f"resume_from_checkpoint=True but {run_dir} holds no checkpoint-* folder to resume from; "
+                "check output_dir / the run's storage path, or start a new run without resuming"
+            )
+        if isinstance(self.args.resume_from_checkpoint, str):
+            from raystx.train.checkpoint import read_trainer_state
+
+            read_trainer_state(self.args.resume_from_checkpoint)  # fails early if missing or incomplete
         if existing and not self.args.resume_from_checkpoint and not self.args.overwrite_output_dir:
             raise FileExistsError(
                 f"{run_dir} already holds checkpoints from an earlier run ({existing[-1].name}). "
@@ -252,6 +261,7 @@ class SentenceTransformerTrainer:
             evaluator=self.evaluator,
             resume_from=resume_path,
             callbacks=self.callbacks,
+            run_dir=str(run_dir),
             best_metric_key=self._best_metric()[0],
             greater_is_better=self._best_metric()[1] == "max",
         )
