@@ -108,3 +108,36 @@ def test_minibatch_ranges_and_slicing():
     mb = slice_features(features, 1, 3)
     assert mb["attention_mask"].tolist() == [[1, 1], [1, 0]]
     assert mb["input_ids"].shape == (2, 2) and mb["sentence_id"] == "x"
+
+
+def test_cached_replays_dropout_masks(tiny_bert_dir):
+    """With dropout on, step 3 re-embeds every mini-batch exactly as step 1 did (RNG state restored)."""
+    model = SentenceTransformer(str(tiny_bert_dir), device="cpu").double()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.3
+    model.train()
+    loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=3)
+    seen: list[torch.Tensor] = []
+    original = loss.embed_minibatch
+
+    def recording(features):
+        out = original(features)
+        seen.append(out.detach().clone())
+        return out
+
+    loss.embed_minibatch = recording
+    features = _features(model, 2, rows=7, seed=21)
+    torch.manual_seed(0)
+    value = loss([dict(f) for f in features], None)
+    first_pass = list(seen)
+    seen.clear()
+    value.backward()
+    assert len(first_pass) == len(seen) == 6  # 2 columns x 3 mini-batches
+    assert all(p.grad is not None for p in model[0].auto_model.encoder.parameters())
+    for a, b in zip(first_pass, seen):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    model.eval()
+    with torch.no_grad():
+        clean = model(dict(features[0]))["sentence_embedding"][:3]
+    assert not torch.allclose(first_pass[0], clean)  # dropout really was active

@@ -1,4 +1,4 @@
-"""Two gloo processes x B rows == one process on the 2B union batch (MNRL, CachedMNRL, GIST, CachedGIST).
+"""Two gloo processes x B rows == one process on the 2B union batch (ranking losses with gather on).
 
 Each rank computes its loss on its own rows against the gathered global batch; the trainer averages the
 parameter gradients over ranks. So the mean of the rank losses must equal the single-process loss and the
@@ -16,6 +16,8 @@ from raystx.losses import (
     CachedGISTEmbedLoss,
     CachedMultipleNegativesRankingLoss,
     GISTEmbedLoss,
+    GlobalOrthogonalRegularizationLoss,
+    MegaBatchMarginLoss,
     MultipleNegativesRankingLoss,
 )
 
@@ -28,72 +30,88 @@ EMBEDDING_CONFIGS = [
 ]
 
 
+def _embedding_losses():
+    """(name, number of columns, loss) triples checked on random embeddings."""
+    for index, (num_columns, kwargs) in enumerate(EMBEDDING_CONFIGS):
+        yield f"mnrl{index}", num_columns, MultipleNegativesRankingLoss(None, **kwargs)
+    yield "mega_batch_margin", 2, MegaBatchMarginLoss(None, 0.6, -0.2, use_mini_batched_version=False)
+    yield "gor", 3, GlobalOrthogonalRegularizationLoss(None)
+
+
 def _embedding_worker(rank: int, world: int) -> list[dict]:
-    """MNRL on random float64 embeddings: this rank's slice of a union batch every rank can rebuild."""
+    """Losses on random float64 embeddings: this rank's slice of a union batch every rank can rebuild."""
     results = []
-    for num_columns, kwargs in EMBEDDING_CONFIGS:
-        g = torch.Generator().manual_seed(num_columns)
+    for seed, (_, num_columns, loss) in enumerate(_embedding_losses()):
+        g = torch.Generator().manual_seed(seed)
         union = [
             torch.randn(2 * ROWS_PER_RANK, 6, generator=g, dtype=torch.float64) for _ in range(num_columns)
         ]
         rows = slice(rank * ROWS_PER_RANK, (rank + 1) * ROWS_PER_RANK) if world > 1 else slice(None)
         leaves = [u[rows].clone().requires_grad_() for u in union]
-        loss = MultipleNegativesRankingLoss(None, **kwargs)
         value = loss.compute_loss_from_embeddings(leaves, None)
+        if isinstance(value, dict):
+            value = sum(value.values())
         value.backward()
-        results.append(
-            {"loss": value.detach(), "grads": [x.grad for x in leaves], "negatives": loss.last_num_negatives}
-        )
+        negatives = getattr(loss, "last_num_negatives", None)
+        results.append({"loss": value.detach(), "grads": [x.grad for x in leaves], "negatives": negatives})
     return results
 
 
-def _model_worker(rank: int, world: int, model_dir: str, guide_dir: str) -> dict[str, tuple]:
-    """Each loss on a tiny float64 model: this rank's rows of a 3-column (anchor, positive, negative) batch."""
+MODEL_LOSSES = {
+    "mnrl": lambda model, guide: MultipleNegativesRankingLoss(model),
+    "cached_mnrl": lambda model, guide: CachedMultipleNegativesRankingLoss(model, mini_batch_size=3),
+    "gist": lambda model, guide: GISTEmbedLoss(model, guide, margin=0.02),
+    "cached_gist": lambda model, guide: CachedGISTEmbedLoss(model, guide, mini_batch_size=3, margin=0.02),
+}
+
+
+def _model_worker(
+    rank: int, world: int, model_dir: str, guide_dir: str, names: list[str]
+) -> dict[str, tuple]:
+    """Each named loss on a tiny float64 model: this rank's rows of an (anchor, positive, negative) batch."""
     from raystx.models import SentenceTransformer
 
     model = SentenceTransformer(model_dir, device="cpu").double()
     guide = SentenceTransformer(guide_dir, device="cpu").double()
-    columns = [make_sentences(2 * ROWS_PER_RANK, seed=100 + c) for c in range(3)]
+    columns = [make_sentences(2 * ROWS_PER_RANK, seed=100 + c, max_len=6) for c in range(3)]
     if world > 1:
         columns = [c[rank * ROWS_PER_RANK : (rank + 1) * ROWS_PER_RANK] for c in columns]
     features = [model.tokenize(c) for c in columns]
-    losses = {
-        "mnrl": MultipleNegativesRankingLoss(model),
-        "cached_mnrl": CachedMultipleNegativesRankingLoss(model, mini_batch_size=3),
-        "gist": GISTEmbedLoss(model, guide, margin=0.02),
-        "cached_gist": CachedGISTEmbedLoss(model, guide, mini_batch_size=3, margin=0.02),
-    }
-    return {name: loss_and_grads(model, loss, features) for name, loss in losses.items()}
+    return {name: loss_and_grads(model, MODEL_LOSSES[name](model, guide), features) for name in names}
 
 
-def test_mnrl_two_ranks_equal_union_batch():
+def test_embedding_losses_two_ranks_equal_union_batch():
+    """MNRL (several options), MegaBatchMargin and GOR: 2 ranks x B rows == 1 process x 2B rows."""
     single = _embedding_worker(0, 1)
     ranks = run_distributed(_embedding_worker, world_size=2, timeout=60)
-    for index, (num_columns, _) in enumerate(EMBEDDING_CONFIGS):
+    for index, (name, num_columns, _) in enumerate(_embedding_losses()):
+        message = lambda m, n=name: f"{n}: {m}"  # noqa: E731
         mean_loss = (ranks[0][index]["loss"] + ranks[1][index]["loss"]) / 2
-        torch.testing.assert_close(mean_loss, single[index]["loss"], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(mean_loss, single[index]["loss"], rtol=1e-10, atol=1e-12, msg=message)
         for column in range(num_columns):
             # each rank's slice gets the gradient of the sum of all rank losses; the trainer averages by 2
             stitched = torch.cat([ranks[r][index]["grads"][column] for r in range(2)]) / 2
-            torch.testing.assert_close(stitched, single[index]["grads"][column], rtol=1e-10, atol=1e-12)
-        # every anchor saw the whole global batch of candidates on both ranks
-        assert (
-            ranks[0][index]["negatives"]
-            == single[index]["negatives"]
-            == 2 * ROWS_PER_RANK * (num_columns - 1) - 1
-        )
+            torch.testing.assert_close(
+                stitched, single[index]["grads"][column], rtol=1e-10, atol=1e-12, msg=message
+            )
+        if name.startswith("mnrl"):
+            # every anchor saw the whole global batch of candidates on both ranks
+            expected = 2 * ROWS_PER_RANK * (num_columns - 1) - 1
+            assert ranks[0][index]["negatives"] == single[index]["negatives"] == expected
 
 
 @pytest.fixture(scope="module")
-def guide_dir(tmp_path_factory):
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny-guide-dist"), seed=3, hidden=16)
+def small_dirs(tmp_path_factory):
+    """A one-layer tiny BERT to train and an even smaller guide (distributed runs are start-up bound)."""
+    model_dir = build_tiny_bert(tmp_path_factory.mktemp("tiny-dist-model"), seed=2, hidden=16, layers=1)
+    guide_dir = build_tiny_bert(tmp_path_factory.mktemp("tiny-dist-guide"), seed=3, hidden=8, layers=1)
+    return str(model_dir), str(guide_dir)
 
 
-def test_model_losses_two_ranks_equal_union_batch(tiny_bert_dir, guide_dir):
-    single = _model_worker(0, 1, str(tiny_bert_dir), str(guide_dir))
-    ranks = run_distributed(
-        _model_worker, world_size=2, args=(str(tiny_bert_dir), str(guide_dir)), timeout=90
-    )
+@pytest.mark.parametrize("names", [["mnrl", "cached_mnrl"], ["gist", "cached_gist"]], ids=["mnrl", "gist"])
+def test_model_losses_two_ranks_equal_union_batch(small_dirs, names):
+    single = _model_worker(0, 1, *small_dirs, names)
+    ranks = run_distributed(_model_worker, world_size=2, args=(*small_dirs, names), timeout=90)
     for name, (value, grads) in single.items():
         mean_loss = (ranks[0][name][0] + ranks[1][name][0]) / 2
         torch.testing.assert_close(mean_loss, value, rtol=1e-9, atol=1e-11, msg=lambda m, n=name: f"{n}: {m}")
@@ -103,5 +121,5 @@ def test_model_losses_two_ranks_equal_union_batch(tiny_bert_dir, guide_dir):
             torch.testing.assert_close(
                 averaged, grad, rtol=1e-7, atol=1e-10, msg=lambda m, n=name, p=param: f"{n} {p}: {m}"
             )
-    # the union batch really is shared: a rank alone (no gather) gives a different loss
-    assert not torch.allclose(ranks[0]["mnrl"][0], single["mnrl"][0])
+        # the union batch really is shared: a rank's own loss differs from the union loss
+        assert not torch.allclose(ranks[0][name][0], value)
