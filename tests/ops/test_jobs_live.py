@@ -8,14 +8,16 @@ every Ray process on the machine.
 
 Jobs submitted: ``jobs.entrypoints.SMOKE`` (``jobs/configs/smoke.yaml``: a tiny random BERT written by
 ``jobs/smoke_assets.py``, 64 pairs, 2 workers x 4 steps) through the ``ray job submit`` command line of
-``jobs/README.md`` and through ``JobSubmissionClient``; and the same command with a bad ``--set`` key,
-which must end FAILED with the config error in its logs.
+``jobs/README.md`` and through ``JobSubmissionClient`` (then resubmitted with ``--resume`` and a second epoch,
+which must continue from the last checkpoint); and the same command with a bad ``--set`` key, which must end
+FAILED with the config error in its logs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -188,10 +190,10 @@ def _runtime_env(**env_vars: str) -> dict:
     return runtime_env
 
 
-def _check_trained_model(path: Path, summary: dict) -> None:
+def _check_trained_model(path: Path, summary: dict, steps: int = SMOKE_STEPS) -> None:
     from raystx.models import SentenceTransformer
 
-    assert summary["global_step"] == SMOKE_STEPS
+    assert summary["global_step"] == steps
     assert summary["training_loss"] is not None and summary["training_loss"] > 0
     assert Path(summary["model"]) == path
     assert "smoke-dev_spearman_cosine" in summary["eval"]
@@ -218,19 +220,28 @@ def test_cli_submit_smoke_job_succeeds(head, client):
     _check_trained_model(head.smoke_dir / "runs" / "smoke" / "final", _summary(logs))
 
 
-def test_client_submit_smoke_job_with_overrides_succeeds(head, client, tmp_path):
+def test_client_submit_smoke_job_with_overrides_succeeds_and_resumes(head, client, tmp_path):
     out = tmp_path / "client-run"
     overrides = shlex.join([f"args.output_dir={out}/run", f"save_model_to={out}/final"])
-    submission_id = client.submit_job(
-        entrypoint=SMOKE,
-        runtime_env=_runtime_env(RAYSTX_SMOKE_DIR=str(head.smoke_dir), RAYSTX_OVERRIDES=overrides),
-        entrypoint_num_cpus=1,
-    )
+    runtime_env = _runtime_env(RAYSTX_SMOKE_DIR=str(head.smoke_dir), RAYSTX_OVERRIDES=overrides)
+    submission_id = client.submit_job(entrypoint=SMOKE, runtime_env=runtime_env, entrypoint_num_cpus=1)
     status = _wait(client, submission_id)
     logs = client.get_job_logs(submission_id)
     assert status.value == "SUCCEEDED", logs[-5000:]
     _check_trained_model(out / "final", _summary(logs))
-    assert sorted(p.name for p in (out / "run").glob("checkpoint-*"))  # checkpoints landed in output_dir
+    assert (out / "run" / f"checkpoint-{SMOKE_STEPS}").is_dir()  # checkpoints landed in the overridden dir
+
+    # Submitted again with --resume and a second epoch, the job continues from the last checkpoint.
+    resumed_id = client.submit_job(
+        entrypoint=f"{SMOKE} --resume --set args.num_train_epochs=2",
+        runtime_env=runtime_env,
+        entrypoint_num_cpus=1,
+    )
+    status = _wait(client, resumed_id)
+    logs = client.get_job_logs(resumed_id)
+    assert status.value == "SUCCEEDED", logs[-5000:]
+    assert re.search(rf"Resumed from \S+ at step {SMOKE_STEPS} \(epoch 1, batch 0\)", logs), logs[-5000:]
+    assert _summary(logs)["global_step"] == 2 * SMOKE_STEPS
 
 
 def test_bad_config_job_fails_with_the_config_error(head, client):
