@@ -2,6 +2,7 @@
 
     raystx validate CONFIG.yaml [--set key=value ...]   check config, data and losses (no worker starts)
     raystx train CONFIG.yaml [--set ...] [--resume]     train on Ray; saves the final model to save_model_to
+    raystx tune SWEEP.yaml [--set ...] [--resume]       sweep the config's `search:` space with Ray Tune + Optuna
     raystx eval CONFIG.yaml --model PATH                run the config's evaluator on a saved model
     raystx encode MODEL_PATH INPUT.txt OUTPUT.npy       embed one sentence per line
 
@@ -82,6 +83,29 @@ def train(
     if trainer.evaluator is not None:
         summary["eval"] = trainer.evaluator(trainer.model)
     typer.echo(json.dumps(summary, indent=2, default=float))
+
+
+@app.command("tune")
+def tune_command(
+    config: Path,
+    set_: SetOption = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue an interrupted sweep (finished trials are kept)")
+    ] = False,
+) -> None:
+    """Sweep hyperparameters/losses (Ray Tune + Optuna) over the config's `search:` and `tune:` sections."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from raystx.config import ConfigError
+    from raystx.tune import run_sweep
+
+    try:
+        result = run_sweep(config, overrides=set_ or [], resume=resume)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+    typer.echo(result.summary())
 
 
 @app.command("eval")

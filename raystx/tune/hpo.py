@@ -1,0 +1,312 @@
+"""``hyperparameter_search``: transformers' ``Trainer.hyperparameter_search`` for a ``SentenceTransformerTrainer``.
+
+    def hp_space(trial):                       # Optuna define-by-run style ...
+        return {"learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-3, log=True)}
+    # ... or Ray Tune style: {"learning_rate": tune.loguniform(1e-5, 1e-3)} (called with trial=None),
+    # ... or raystx style: {"learning_rate": {"loguniform": [1e-5, 1e-3]}} (a dict, not a function)
+
+    best = hyperparameter_search(trainer, hp_space=hp_space, n_trials=8, direction="maximize")
+    best.run_id, best.objective, best.hyperparameters, best.run_summary   # run_summary: a SweepResult
+
+Every trial runs on Ray (``backend="ray"``; ``"optuna"`` is accepted and means the same: Optuna samples, Ray runs).
+The sampled values set ``SentenceTransformerTrainingArguments`` fields of a copy of ``trainer.args``; a
+``model_init`` (0 or 1 argument: the trial's hyperparameters) builds a fresh model per trial, else each trial
+starts from a copy of ``trainer.model``. The objective is ``compute_objective(eval metrics)`` when given, else
+the evaluator's primary metric (a trainer evaluator is required). ``direction`` defaults to the evaluator's.
+Keyword arguments: ``scheduler`` (``asha``/``median``/``none`` or a ``SchedulerSettings`` dict), ``searcher``
+(``tpe``/``random``/``grid``/``nsga2``), ``max_concurrent_trials``, ``resources_per_trial`` (a ``ScalingConfig``
+or its fields as a dict), ``storage_path``, ``name``, ``seed``, ``time_budget_s``, ``optuna_storage``,
+``eval_steps``, ``resume``, and any other ``TuneSettings`` field.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from torch import nn
+
+from raystx.tune.objective import Objective, resolve_objective
+from raystx.tune.report import objective_keys
+from raystx.tune.settings import TuneSettings
+from raystx.tune.space import SearchSpace, SearchSpaceError
+
+
+class BestRun(NamedTuple):
+    """The best trial (as transformers' ``BestRun``): id, objective value(s), hyperparameters, the sweep."""
+
+    run_id: str
+    objective: float | list[float]
+    hyperparameters: dict[str, Any]
+    run_summary: Any = None
+
+
+# ------------------------------------------------------------------------------------------ search spaces
+
+
+def domain_to_node(domain: Any) -> Any:
+    """A Ray Tune domain (``tune.uniform`` / ``loguniform`` / ``randint`` / ``choice`` / ``grid_search``) as a
+    raystx search node; constants pass through."""
+    from ray.tune.search.sample import Categorical, Float, Integer, LogUniform, Quantized
+
+    if isinstance(domain, dict) and set(domain) == {"grid_search"}:
+        return {"grid": list(domain["grid_search"])}
+    if isinstance(domain, Categorical):
+        return {"choice": list(domain.categories)}
+    if isinstance(domain, Float):
+        kind = "loguniform" if isinstance(domain.get_sampler(), LogUniform) else "uniform"
+        return {kind: [domain.lower, domain.upper]}
+    if isinstance(domain, Integer):
+        sampler = domain.get_sampler()
+        step = int(sampler.q) if isinstance(sampler, Quantized) else 1
+        node: dict[str, Any] = {"int": [int(domain.lower), int(domain.upper) - 1]}
+        if isinstance(sampler, LogUniform):
+            node["log"] = True
+        elif step > 1:
+            node["step"] = step
+        return node
+    return domain
+
+
+class FunctionSpace:
+    """A user's Optuna define-by-run ``hp_space(trial) -> dict``: the trial's config holds the suggested values
+    plus their serialized distributions (``_distributions``)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def optuna_define_by_run(self) -> Any:
+        return _RecordingDefineByRun(self.fn)
+
+    def resolve_config(self, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        params = {k: v for k, v in config.items() if not k.startswith("_")}
+        return dict(params), params
+
+    def distributions_json(
+        self, params: dict[str, Any], config: dict[str, Any] | None = None
+    ) -> dict[str, str]:
+        return dict((config or {}).get("_distributions") or {})
+
+    def tune_param_space(self) -> dict[str, Any]:
+        raise SearchSpaceError(
+            "a define-by-run hp_space cannot be grid-searched; use searcher 'tpe' or 'random'"
+        )
+
+    def describe(self) -> dict[str, str]:
+        return {"hp_space": getattr(self.fn, "__qualname__", repr(self.fn))}
+
+
+class _RecordingDefineByRun:
+    """Calls ``hp_space(trial)`` and returns the suggested distributions as constants for the trial config."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        import optuna
+
+        self.fn(trial)
+        return {
+            "_distributions": {
+                k: optuna.distributions.distribution_to_json(v) for k, v in trial.distributions.items()
+            }
+        }
+
+
+def as_space(hp_space: Any) -> Any:
+    """``SearchSpace`` for a raystx-style dict or a Tune-style function/dict, ``FunctionSpace`` for an Optuna
+    define-by-run function. ``None`` gives transformers' default space (learning rate, epochs, seed, batch size)."""
+    if hp_space is None:
+        return SearchSpace(
+            {
+                "learning_rate": {"loguniform": [1e-6, 1e-4]},
+                "num_train_epochs": {"int": [1, 5]},
+                "seed": {"int": [1, 40]},
+                "per_device_train_batch_size": {"choice": [4, 8, 16, 32, 64]},
+            }
+        )
+    if isinstance(hp_space, dict):
+        return SearchSpace({k: domain_to_node(v) for k, v in hp_space.items()})
+    if callable(hp_space):
+        try:
+            returned = hp_space(None)
+        except (AttributeError, TypeError):
+            return FunctionSpace(hp_space)
+        if isinstance(returned, dict):
+            return SearchSpace({k: domain_to_node(v) for k, v in returned.items()})
+        return FunctionSpace(hp_space)
+    raise SearchSpaceError(f"hp_space must be a dict or a function, got {type(hp_space).__name__}")
+
+
+# ------------------------------------------------------------------------------------------ trial factory
+
+
+def _rebind_model(loss: Any, old: nn.Module, new: nn.Module) -> Any:
+    """Point every submodule of ``loss`` that holds ``old`` at ``new`` instead."""
+    if isinstance(loss, dict):
+        return {k: _rebind_model(v, old, new) for k, v in loss.items()}
+    if not isinstance(loss, nn.Module):
+        return loss
+    for module in loss.modules():
+        for name, child in list(module._modules.items()):
+            if child is old:
+                setattr(module, name, new)
+    return loss
+
+
+@dataclasses.dataclass
+class TrainerFactory:
+    """Builds each trial's trainer from the user's trainer (shipped once): its args with the trial's values,
+    a fresh model from ``model_init`` (or the trainer's model), the losses re-pointed at that model, and the
+    training data staged once on the driver (``sources``)."""
+
+    trainer: Any
+    sources: dict[str, Any]
+
+    def __call__(self, assignments: dict[str, Any], params: dict[str, Any]) -> Any:
+        from raystx.train.trainer import SentenceTransformerTrainer
+
+        base = self.trainer
+        args = copy.deepcopy(base.args)
+        fields = {f.name for f in dataclasses.fields(args)}
+        for key, value in assignments.items():
+            if key not in fields:
+                raise SearchSpaceError(
+                    f"hp_space sets {key!r}, which is not a SentenceTransformerTrainingArguments field"
+                )
+            setattr(args, key, value)
+        args.__post_init__()
+        model, loss = base.model, base.loss
+        if base.model_init is not None:
+            init = base.model_init
+            new = init(params) if len(inspect.signature(init).parameters) == 1 else init()
+            loss = _rebind_model(loss, model, new)
+            model = new
+        return SentenceTransformerTrainer(
+            model=model,
+            args=args,
+            train_dataset={name: source.open() for name, source in self.sources.items()},
+            loss=loss,
+            evaluator=base.evaluator,
+            callbacks=list(base.callbacks),
+            scaling_config=base.scaling_config,
+        )
+
+
+def _settings(kwargs: dict[str, Any], n_trials: int) -> tuple[TuneSettings, Any]:
+    from ray.train import ScalingConfig
+
+    from raystx.tune.settings import SchedulerSettings
+
+    options = dict(kwargs)
+    resources = options.pop("resources_per_trial", None)
+    scheduler = options.pop("scheduler", None)
+    searcher = options.pop("searcher", options.pop("search_alg", None))
+    data: dict[str, Any] = {"num_samples": n_trials, **options}
+    if searcher is not None:
+        data["searcher"] = searcher
+    if scheduler is not None:
+        data["scheduler"] = scheduler if isinstance(scheduler, (str, dict, SchedulerSettings)) else None
+        if data["scheduler"] is None:
+            raise TypeError(
+                "scheduler must be 'asha', 'median', 'none' or a dict of SchedulerSettings fields"
+            )
+    scaling = resources if isinstance(resources, ScalingConfig) else None
+    if isinstance(resources, dict):
+        data["resources"] = resources
+    return TuneSettings.model_validate(data), scaling
+
+
+def hyperparameter_search(
+    trainer: Any,
+    hp_space: Any = None,
+    compute_objective: Any = None,
+    n_trials: int = 20,
+    direction: str | list[str] | None = None,
+    backend: str | None = "ray",
+    hp_name: Any = None,
+    **kwargs: Any,
+) -> BestRun | list[BestRun]:
+    """Search ``trainer``'s hyperparameters with Ray Tune + Optuna; see the module docstring.
+
+    Returns the best run (``BestRun``), or for a multi-objective search (a list ``direction`` and a
+    ``compute_objective`` returning a list) the Pareto-optimal runs."""
+    import os
+
+    import ray
+
+    from raystx.data.sources import prepare_sources
+    from raystx.tune.spec import scaling_config
+    from raystx.tune.sweep import DATA_DIR, execute
+
+    if backend not in (None, "ray", "optuna"):
+        raise ValueError(
+            f"backend={backend!r} is not supported; raystx runs trials on Ray ('ray' or 'optuna')"
+        )
+    if trainer.evaluator is None:
+        raise ValueError(
+            "hyperparameter_search needs an evaluator on the trainer: trials report its metrics to Ray Tune"
+        )
+    resume = bool(kwargs.pop("resume", False))
+    settings, scaling = _settings(kwargs, n_trials)
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True)
+    space = as_space(hp_space)
+    output_dir = Path(trainer.args.output_dir).absolute()
+    storage = settings.storage_path or str(output_dir)
+    name = settings.name or "hp_search"
+    sources = prepare_sources(
+        trainer.train_dataset,
+        staging_dir=str(Path(storage) / name / DATA_DIR),
+        select_columns=trainer.select_columns,
+    )
+    if getattr(trainer.evaluator, "primary_metric", None) is None and compute_objective is None:
+        trainer.evaluator(trainer.model)  # names the primary metric
+    directions = direction if isinstance(direction, list) else ([direction] if direction else [])
+    if compute_objective is not None:
+        metric: Any = objective_keys(max(len(directions), 1))
+        objective = resolve_objective(metric, directions or "max", None)
+    else:
+        objective = resolve_objective(None, directions or None, trainer.evaluator)
+    if settings.resources is not None:
+        scaling = scaling_config(settings.resources.model_dump())
+    scaling = scaling or trainer.scaling_config or scaling_config({})
+    shipped = copy.copy(trainer)  # what trials receive: no raw datasets (they get the staged sources)
+    shipped.train_dataset = shipped.eval_dataset = None
+    shipped.scaling_config = scaling
+    result = execute(
+        space=space,
+        factory=TrainerFactory(trainer=shipped, sources=sources),
+        objective=objective,
+        settings=settings,
+        scaling=scaling,
+        storage_path=storage,
+        name=name,
+        resume=resume,
+        compute_objective=compute_objective,
+        save_strategy_given=_save_strategy_given(trainer.args),
+        search_description=space.describe(),
+    )
+    return _best_runs(result, objective)
+
+
+def _save_strategy_given(args: Any) -> bool:
+    from raystx.train.args import SentenceTransformerTrainingArguments
+
+    default = SentenceTransformerTrainingArguments()
+    return args.save_strategy != default.save_strategy or args.save_steps != default.save_steps
+
+
+def _best_runs(result: Any, objective: Objective) -> BestRun | list[BestRun]:
+    def run(row: Any) -> BestRun:
+        values = [row.value(m) for m in objective.metrics]
+        return BestRun(row.trial_id, values if objective.multi else values[0], dict(row.params), result)
+
+    if objective.multi:
+        return [run(r) for r in result.pareto]
+    if result.best is None:
+        raise RuntimeError(f"no trial completed; see {result.experiment_path} ({len(result.rows)} trials)")
+    return run(result.best)

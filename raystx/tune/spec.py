@@ -1,0 +1,241 @@
+"""A sweep described by a YAML experiment config plus ``search:`` and ``tune:`` sections.
+
+``load_sweep(path, overrides)`` reads the file, applies ``--set`` overrides, validates the training part as an
+``ExperimentConfig`` and parses the search space and the tune settings. ``prepare_trials(spec, staging_dir)`` then
+does on the driver, before any trial starts, everything that is the same for many trials:
+
+* every combination of categorical choices (the loss, and datasets that come with it through ``set:`` options) is
+  turned into a config and validated (unknown keys, bad loss arguments, datasets that do not fit the loss): a bad
+  option fails the sweep here, naming the option;
+* each distinct ``train_data``/``evaluator`` pair is read and staged once (Parquet under the sweep directory) and
+  its evaluator built once; trials open the staged copy memory-mapped instead of re-reading the files.
+
+Trials get a ``ConfigTrainerFactory`` that builds their ``SentenceTransformerTrainer`` from the patched config and
+those prepared data.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from raystx.config import ConfigError, ExperimentConfig, apply_overrides, parse_yaml
+from raystx.tune.settings import TuneSettings
+from raystx.tune.space import SearchSpace, SearchSpaceError, apply_assignments
+
+DATA_SECTIONS = ("train_data", "evaluator")
+
+
+def _errors(exc: ValidationError, where: str) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown key (not allowed here)" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  - {loc}: {msg}")
+    return ConfigError(f"Invalid {where}:\n" + "\n".join(lines))
+
+
+def experiment_from_raw(raw: dict[str, Any], base_dir: Path, where: str) -> ExperimentConfig:
+    """Validate a raw training config (paths relative to ``base_dir``); errors name ``where`` and the keys."""
+    from raystx.config import _resolve_paths
+
+    try:
+        config = ExperimentConfig.model_validate(copy.deepcopy(raw))
+    except ValidationError as exc:
+        raise _errors(exc, where) from None
+    _resolve_paths(config, base_dir)
+    return config
+
+
+@dataclass
+class SweepSpec:
+    """A parsed sweep: the raw training config, its folder, the search space and the tune settings."""
+
+    raw: dict[str, Any]
+    base_dir: Path
+    space: SearchSpace
+    settings: TuneSettings
+    path: Path | None = None
+    base: ExperimentConfig | None = None
+
+    def experiment(self, assignments: dict[str, Any], where: str = "config") -> ExperimentConfig:
+        return experiment_from_raw(apply_assignments(self.raw, assignments), self.base_dir, where)
+
+    def default_name(self) -> str:
+        if self.settings.name:
+            return self.settings.name
+        return self.path.stem if self.path is not None else "sweep"
+
+    def default_storage(self) -> str:
+        if self.settings.storage_path:
+            path = Path(self.settings.storage_path)
+            return str(path if path.is_absolute() else (self.base_dir / path).absolute())
+        output_dir = Path(self.raw.get("args", {}).get("output_dir", "outputs"))
+        if not output_dir.is_absolute():
+            output_dir = Path.cwd() / output_dir
+        return str(output_dir.parent / "sweeps")
+
+
+def sweep_from_dict(raw: dict[str, Any], base_dir: str | Path = ".", path: Path | None = None) -> SweepSpec:
+    """Split a raw sweep dict into training config / ``search`` / ``tune`` and validate each part."""
+    raw = copy.deepcopy(dict(raw))
+    search = raw.pop("search", None) or {}
+    tune = raw.pop("tune", None) or {}
+    where = str(path) if path else "sweep config"
+    try:
+        settings = TuneSettings.model_validate(tune)
+    except ValidationError as exc:
+        raise _errors(exc, f"tune section of {where}") from None
+    try:
+        space = SearchSpace(search)
+    except SearchSpaceError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    base_dir = Path(base_dir).absolute()
+    base = experiment_from_raw(raw, base_dir, where)
+    return SweepSpec(raw=raw, base_dir=base_dir, space=space, settings=settings, path=path, base=base)
+
+
+def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
+    """Read a sweep YAML (a training config plus ``search:`` and ``tune:``) with ``--set`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep file {path} does not exist")
+    raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    raw = apply_overrides(raw, overrides or [])
+    return sweep_from_dict(raw, path.parent, path)
+
+
+# ------------------------------------------------------------------------------------------ prepared data
+
+
+def data_key(config: ExperimentConfig) -> str:
+    """A short hash of the config's data sections (train_data + evaluator): equal keys share staged data."""
+    payload = config.model_dump(include=set(DATA_SECTIONS))
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass
+class PreparedData:
+    """Staged training sources (``{name: TrainingSource}``), the built evaluator of one data variant, and the
+    evaluator's metrics on the untrained model (``baseline``; running it once also names its primary metric)."""
+
+    sources: dict[str, Any]
+    evaluator: Any = None
+    baseline: dict[str, float] | None = None
+
+
+@dataclass
+class ConfigTrainerFactory:
+    """Build a trial's ``SentenceTransformerTrainer`` from the sweep's raw config patched with the trial's
+    assignments, using data prepared on the driver (``prepared[data_key(config)]``)."""
+
+    raw: dict[str, Any]
+    base_dir: Path
+    prepared: dict[str, PreparedData]
+    scaling_override: dict[str, Any] | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, assignments: dict[str, Any], where: str = "trial config") -> ExperimentConfig:
+        return experiment_from_raw(apply_assignments(self.raw, assignments), self.base_dir, where)
+
+    def __call__(self, assignments: dict[str, Any], params: dict[str, Any]) -> Any:
+        from raystx.train.args import SentenceTransformerTrainingArguments
+        from raystx.train.build import build_loss, build_model
+        from raystx.train.trainer import SentenceTransformerTrainer
+
+        config = self.config(assignments, f"trial config {params}")
+        key = data_key(config)
+        if key not in self.prepared:
+            raise SearchSpaceError(
+                f"the trial {params} uses train_data/evaluator settings the driver did not prepare; the search may "
+                "change datasets or the evaluator only through choice options with fixed values"
+            )
+        data = self.prepared[key]
+        args = SentenceTransformerTrainingArguments(**{**config.args, **self.overrides})
+        model = build_model(config)
+        if config.losses is not None:
+            loss: Any = {name: build_loss(lc, model) for name, lc in config.losses.items()}
+        else:
+            loss = build_loss(config.loss, model)
+        scaling = scaling_config(self.scaling_override or config.scaling.model_dump())
+        return SentenceTransformerTrainer(
+            model=model,
+            args=args,
+            train_dataset={name: source.open() for name, source in data.sources.items()},
+            loss=loss,
+            evaluator=data.evaluator,
+            scaling_config=scaling,
+        )
+
+
+def scaling_config(section: dict[str, Any]) -> Any:
+    """A ``ray.train.ScalingConfig`` from a ``scaling``-style dict."""
+    from ray.train import ScalingConfig
+
+    return ScalingConfig(
+        num_workers=section.get("num_workers", 1),
+        use_gpu=section.get("use_gpu", False),
+        resources_per_worker=section.get("resources_per_worker"),
+        placement_strategy=section.get("placement_strategy", "PACK"),
+    )
+
+
+def prepare_trials(spec: SweepSpec, staging_dir: str | Path, limit: int = 64) -> ConfigTrainerFactory:
+    """Validate every structural variant of the sweep and stage each distinct data variant once (driver side).
+
+    Raises ``ConfigError`` (bad config keys in an option) or the data plane's ``DatasetValidationError`` (a
+    dataset that does not fit the option's loss), naming the option's parameters."""
+    from raystx.data.sources import prepare_sources, validate_sources
+    from raystx.train.build import build_dataset, build_evaluator, build_loss, build_model
+
+    staging = Path(staging_dir)
+    prepared: dict[str, PreparedData] = {}
+    models: dict[str, Any] = {}
+    scaling_override = spec.settings.resources.model_dump() if spec.settings.resources else None
+    for assignments, params in spec.space.structural_variants(limit=limit):
+        label = ", ".join(f"{k}={v}" for k, v in params.items() if spec.space.distributions[k].categorical)
+        where = f"sweep option ({label})" if label else "sweep config"
+        config = spec.experiment(assignments, where)
+        key = data_key(config)
+        if key not in prepared:
+            train = {name: build_dataset(name, dc) for name, dc in config.train_data.items()}
+            select = {name: dc.columns for name, dc in config.train_data.items() if dc.columns}
+            sources = prepare_sources(train, staging_dir=str(staging / key), select_columns=select or None)
+            evaluator = build_evaluator(config.evaluator) if config.evaluator else None
+            prepared[key] = PreparedData(sources=sources, evaluator=evaluator)
+        model_key = json.dumps(config.model.model_dump(), sort_keys=True)
+        if model_key not in models:
+            models[model_key] = build_model(config)
+        model = models[model_key]
+        data = prepared[key]
+        if data.evaluator is not None and data.baseline is None:
+            data.baseline = {
+                k: float(v) for k, v in data.evaluator(model).items() if isinstance(v, (int, float))
+            }
+        try:
+            if config.losses is not None:
+                losses: Any = {name: build_loss(lc, model) for name, lc in config.losses.items()}
+            else:
+                losses = build_loss(config.loss, model)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        scaling = scaling_override or config.scaling.model_dump()
+        batch = int(config.args.get("per_device_train_batch_size", 8)) * int(scaling.get("num_workers", 1))
+        try:
+            validate_sources(prepared[key].sources, losses, global_batch_size=batch)
+        except ValueError as exc:
+            if exc.args and isinstance(exc.args[0], str):
+                exc.args = (f"{where}: {exc.args[0]}", *exc.args[1:])
+            raise
+    return ConfigTrainerFactory(
+        raw=spec.raw, base_dir=spec.base_dir, prepared=prepared, scaling_override=scaling_override
+    )
