@@ -6,6 +6,7 @@ import dataclasses
 import json
 import struct
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -71,16 +72,31 @@ def _wandb_records(path: Path) -> list[bytes]:
     return out
 
 
-def read_wandb_run(run_file: Path) -> tuple[dict[int, dict[str, float]], dict[str, object], str]:
-    """(history by step, config, run display name) of an offline W&B run file."""
+def _parsed_records(run_file: Path, timeout_s: float = 60.0) -> list:
+    """The file's records once W&B's background writer has written the final ``exit`` record.
+
+    ``run.finish()`` returns before the wandb-core process has flushed an offline run, so wait for it.
+    """
     from wandb.proto import wandb_internal_pb2 as pb
 
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = []
+        for raw in _wandb_records(run_file):
+            record = pb.Record()
+            record.ParseFromString(raw)
+            records.append(record)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def read_wandb_run(run_file: Path) -> tuple[dict[int, dict[str, float]], dict[str, object], str]:
+    """(history by step, config, run display name) of an offline W&B run file."""
     history: dict[int, dict[str, float]] = {}
     config: dict[str, object] = {}
     name = ""
-    for raw in _wandb_records(run_file):
-        record = pb.Record()
-        record.ParseFromString(raw)
+    for record in _parsed_records(run_file):
         kind = record.WhichOneof("record_type")
         if kind == "history":
             row = history.setdefault(int(record.history.step.num), {})
