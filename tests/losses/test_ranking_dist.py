@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import build_tiny_bert, make_sentences
+from conftest import WORDS, make_sentences
 from dist_harness import loss_and_grads, run_distributed
+from torch import nn
 
 from raystx.losses import (
     CachedGISTEmbedLoss,
@@ -57,6 +58,55 @@ def _embedding_worker(rank: int, world: int) -> list[dict]:
     return results
 
 
+class _WordTokenizer:
+    """Whitespace tokenizer over a fixed word list (id 0 is padding); enough of the HF interface for GIST."""
+
+    def __init__(self, words: list[str]) -> None:
+        self.vocab = {"[PAD]": 0, **{w: i + 1 for i, w in enumerate(sorted(set(words)))}}
+        self.words = {i: w for w, i in self.vocab.items()}
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self.vocab)
+
+    def batch_decode(self, ids: torch.Tensor, skip_special_tokens: bool = True) -> list[str]:
+        return [" ".join(self.words[i] for i in row.tolist() if i) for row in ids]
+
+
+class TinyEncoder(nn.Module):
+    """A torch-only sentence encoder with the model interface the losses use (no transformers import).
+
+    Word embeddings -> tanh(linear) -> masked mean pooling, float64, weights drawn from ``seed``. The
+    distributed workers use it because spawning a process that imports transformers costs seconds.
+    """
+
+    def __init__(self, seed: int, dim: int = 8) -> None:
+        super().__init__()
+        self.tokenizer = _WordTokenizer(WORDS)
+        self.max_seq_length = 16
+        g = torch.Generator().manual_seed(seed)
+        self.embed = nn.Embedding(len(self.tokenizer.vocab), dim, dtype=torch.float64)
+        self.proj = nn.Linear(dim, dim, dtype=torch.float64)
+        with torch.no_grad():
+            for param in self.parameters():
+                param.copy_(torch.randn(param.shape, generator=g, dtype=torch.float64))
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.weight.device
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        ids = [[self.tokenizer.vocab[w] for w in text.split()][: self.max_seq_length] for text in texts]
+        width = max(len(row) for row in ids)
+        input_ids = torch.tensor([row + [0] * (width - len(row)) for row in ids])
+        return {"input_ids": input_ids, "attention_mask": (input_ids > 0).long()}
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        mask = features["attention_mask"].unsqueeze(-1).to(torch.float64)
+        tokens = torch.tanh(self.proj(self.embed(features["input_ids"])))
+        features["sentence_embedding"] = (tokens * mask).sum(dim=1) / mask.sum(dim=1)
+        return features
+
+
 MODEL_LOSSES = {
     "mnrl": lambda model, guide: MultipleNegativesRankingLoss(model),
     "cached_mnrl": lambda model, guide: CachedMultipleNegativesRankingLoss(model, mini_batch_size=3),
@@ -65,15 +115,10 @@ MODEL_LOSSES = {
 }
 
 
-def _model_worker(
-    rank: int, world: int, model_dir: str, guide_dir: str, names: list[str]
-) -> dict[str, tuple]:
-    """Each named loss on a tiny float64 model: this rank's rows of an (anchor, positive, negative) batch."""
-    from raystx.models import SentenceTransformer
-
-    model = SentenceTransformer(model_dir, device="cpu").double()
-    guide = SentenceTransformer(guide_dir, device="cpu").double()
-    columns = [make_sentences(2 * ROWS_PER_RANK, seed=100 + c, max_len=6) for c in range(3)]
+def _model_worker(rank: int, world: int, names: list[str]) -> dict[str, tuple]:
+    """Each named loss on a tiny encoder: this rank's rows of an (anchor, positive, negative) batch."""
+    model, guide = TinyEncoder(seed=2), TinyEncoder(seed=3, dim=4)
+    columns = [make_sentences(2 * ROWS_PER_RANK, seed=100 + c) for c in range(3)]
     if world > 1:
         columns = [c[rank * ROWS_PER_RANK : (rank + 1) * ROWS_PER_RANK] for c in columns]
     features = [model.tokenize(c) for c in columns]
@@ -100,18 +145,11 @@ def test_embedding_losses_two_ranks_equal_union_batch():
             assert ranks[0][index]["negatives"] == single[index]["negatives"] == expected
 
 
-@pytest.fixture(scope="module")
-def small_dirs(tmp_path_factory):
-    """A one-layer tiny BERT to train and an even smaller guide (distributed runs are start-up bound)."""
-    model_dir = build_tiny_bert(tmp_path_factory.mktemp("tiny-dist-model"), seed=2, hidden=16, layers=1)
-    guide_dir = build_tiny_bert(tmp_path_factory.mktemp("tiny-dist-guide"), seed=3, hidden=8, layers=1)
-    return str(model_dir), str(guide_dir)
-
-
 @pytest.mark.parametrize("names", [["mnrl", "cached_mnrl"], ["gist", "cached_gist"]], ids=["mnrl", "gist"])
-def test_model_losses_two_ranks_equal_union_batch(small_dirs, names):
-    single = _model_worker(0, 1, *small_dirs, names)
-    ranks = run_distributed(_model_worker, world_size=2, args=(*small_dirs, names), timeout=90)
+def test_model_losses_two_ranks_equal_union_batch(names):
+    """Losses that embed through the model (incl. GradCache replay): parameter gradients match."""
+    single = _model_worker(0, 1, names)
+    ranks = run_distributed(_model_worker, world_size=2, args=(names,), timeout=90)
     for name, (value, grads) in single.items():
         mean_loss = (ranks[0][name][0] + ranks[1][name][0]) / 2
         torch.testing.assert_close(mean_loss, value, rtol=1e-9, atol=1e-11, msg=lambda m, n=name: f"{n}: {m}")
