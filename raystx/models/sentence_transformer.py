@@ -130,7 +130,8 @@ class SentenceTransformer(nn.Sequential):
             else (stored_similarity if stored_similarity in SIMILARITY_FN_NAMES else None)
         )
         self.truncate_dim = truncate_dim if truncate_dim is not None else stored.get("truncate_dim")
-        self.model_card_data: dict[str, Any] = dict(model_card_data or {})
+        # A dict or a SentenceTransformerModelCardData (kept as given: the card generator reads its fields).
+        self.model_card_data: Any = model_card_data if model_card_data is not None else {}
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.to(device)
@@ -461,7 +462,15 @@ class SentenceTransformer(nn.Sequential):
                 self.model_card_data.setdefault("model_name", model_name)
             if train_datasets:
                 self.model_card_data.setdefault("train_datasets", list(train_datasets))
-            (root / "README.md").write_text(minimal_model_card(self), encoding="utf-8")
+            generator = getattr(self, "model_card_generator", None)  # set by the trainer after training
+            card = generator(self) if callable(generator) else minimal_model_card(self)
+            (root / "README.md").write_text(card, encoding="utf-8")
+
+    def fit(self, train_objectives: Any, **kwargs: Any) -> Any:
+        """The sentence-transformers v2 ``fit()`` API, run through the Ray trainer (see ``raystx.train.fit``)."""
+        from raystx.train.fit import fit
+
+        return fit(self, train_objectives, **kwargs)
 
     def save_pretrained(self, path: str | os.PathLike, **kwargs: Any) -> None:
         """Same as ``save``."""

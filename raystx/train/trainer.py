@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,9 +199,12 @@ class SentenceTransformerTrainer:
         import ray
 
         from raystx.data.sources import prepare_sources, validate_sources
+        from raystx.train.integrations import check_report_to
 
         scaling = self._scaling()
         self.args.validate(use_gpu=bool(getattr(scaling, "use_gpu", False)))
+        check_report_to(self.args)
+        self.args.output_dir = str(Path(self.args.output_dir).absolute())  # workers run in other folders
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True)
         sources = prepare_sources(
@@ -271,11 +275,37 @@ class SentenceTransformerTrainer:
             scaling_config=self._scaling(),
             run_config=run_config,
         )
+        started = time.perf_counter()
         try:
             result = trainer.fit()
         except Exception as exc:
             raise _unwrap_worker_error(exc) from exc
-        return self._finish(result, losses)
+        out = self._finish(result, losses)
+        self._attach_model_card(sources, losses, out, time.perf_counter() - started)
+        return out
+
+    def _attach_model_card(self, sources, losses, out: TrainOutput, seconds: float) -> None:
+        """Make ``model.save_pretrained`` write a card describing this training run."""
+        from raystx.train.model_card import attach_model_card, collect_trainer_info
+
+        best_step = None
+        if self.args.load_best_model_at_end and out.checkpoint_path:
+            suffix = Path(out.checkpoint_path).name.rsplit("-", 1)[-1]
+            best_step = int(suffix) if suffix.isdigit() else None
+        try:
+            info = collect_trainer_info(
+                sources=sources,
+                losses=losses,
+                args=self.args,
+                log_history=out.log_history,
+                evaluator=self.evaluator,
+                world_size=int(self._scaling().num_workers or 1),
+                training_time_s=seconds,
+                best_step=best_step,
+            )
+            attach_model_card(self.model, info)
+        except Exception as exc:  # noqa: BLE001 - a card problem must not fail a finished training run
+            logger.warning("Could not prepare the model card: %s", exc)
 
     def _finish(self, result, losses: dict[str, nn.Module]) -> TrainOutput:
         from raystx.train.checkpoint import load_loss_modules_state, load_model_weights, read_trainer_state
