@@ -21,6 +21,7 @@ the same convention as ``raystx.distributed.all_gather_with_grad``, with one col
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -160,14 +161,14 @@ def _replay_hook(
     loss: GradCacheLoss,
     sentence_features: list[dict[str, Any]],
     ranges: list[list[tuple[int, int]]],
-    states: list[list[RngSnapshot]],
+    states: list[list[RngSnapshot | None]],
     cache: list[Tensor],
 ) -> None:
     """Step 3: re-embed every mini-batch with a graph and push the cached gradient into the model."""
     with torch.enable_grad():
         for features, column_ranges, column_states, grad in zip(sentence_features, ranges, states, cache):
             for (begin, end), state in zip(column_ranges, column_states):
-                with state:
+                with state if state is not None else nullcontext():
                     reps = loss.embed_minibatch(slice_features(features, begin, end))
                 if not reps.requires_grad:
                     continue
@@ -246,7 +247,7 @@ class GradCacheLoss(RaystxLoss):
             minibatch_ranges(f, self.mini_batch_size, self.mini_batch_num_tokens) for f in sentence_features
         ]
         reps: list[Tensor] = []
-        states: list[list[RngSnapshot]] = []
+        states: list[list[RngSnapshot | None]] = []
         self.begin_first_pass(len(sentence_features))
         for column, (features, column_ranges) in enumerate(zip(sentence_features, ranges)):
             parts, column_states = [], []
@@ -254,7 +255,8 @@ class GradCacheLoss(RaystxLoss):
                 mb = slice_features(features, begin, end)
                 with torch.no_grad():
                     self.on_first_pass_minibatch(column, mb)
-                    column_states.append(RngSnapshot(list(mb.values())))
+                    # only the backward replay needs the RNG state, and it only runs with grad enabled
+                    column_states.append(RngSnapshot(list(mb.values())) if grad_enabled else None)
                     parts.append(self.embed_minibatch(mb))
             reps.append(torch.cat(parts).detach().requires_grad_(grad_enabled))
             states.append(column_states)

@@ -14,6 +14,7 @@ from sentence_transformers.sentence_transformer import losses as st_losses
 from raystx.losses import (
     CachedGISTEmbedLoss,
     CachedMultipleNegativesRankingLoss,
+    ColumnContract,
     CoSENTLoss,
     GISTEmbedLoss,
     MatryoshkaLoss,
@@ -188,6 +189,8 @@ def test_matryoshka_validation_and_config(models):
         MatryoshkaLoss(ours_model, inner, [32, 16], [1.0])
     loss = MatryoshkaLoss(ours_model, inner, [16, 32], [0.5, 1.0])
     assert loss.contract == inner.contract
+    inner.alternative_contracts = (ColumnContract(3, 3, "float"),)  # wrappers pass these on too
+    assert MatryoshkaLoss(ours_model, inner, [32]).alternative_contracts == inner.alternative_contracts
     assert loss.get_config_dict() == {
         "loss": "CoSENTLoss",
         "matryoshka_dims": (32, 16),
