@@ -111,10 +111,14 @@ class CachedMultipleNegativesRankingLoss(InfoNCEOptionsMixin, GradCacheLoss):
     def forward(self, sentence_features: list[dict[str, Any]], labels: Tensor | None = None) -> Tensor:
         sentence_features = list(sentence_features)
         if len(sentence_features) < 2:
-            raise ValueError(f"Expected at least 2 input columns (anchor, positive), got {len(sentence_features)}")
+            raise ValueError(
+                f"Expected at least 2 input columns (anchor, positive), got {len(sentence_features)}"
+            )
         return self.forward_cached(sentence_features, labels)
 
-    def calculate_loss(self, reps: list[Tensor], labels: Tensor | None, with_backward: bool = False) -> Tensor:
+    def calculate_loss(
+        self, reps: list[Tensor], labels: Tensor | None, with_backward: bool = False
+    ) -> Tensor:
         """InfoNCE over the cached embeddings ``reps`` (one (B, d) leaf per column), in anchor chunks."""
         leaves = global_leaves(reps, self.gather_across_devices)
         local_size = reps[0].shape[0]
