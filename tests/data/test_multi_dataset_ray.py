@@ -217,7 +217,9 @@ def test_every_step_draws_the_same_dataset_on_both_ranks_as_the_pure_schedule(ru
     per_rank = {rank: [r["dataset"] for r in recs] for rank, recs in result["records"].items()}
     assert per_rank[0] == per_rank[1] == expected
     steps_per_epoch = len(expected) // spec["epochs"]
-    assert steps_per_epoch == (sum(SIZES.values()) // GLOBAL if spec["sampler"] == "proportional" else 12)
+    batches = [size // GLOBAL for size in SIZES.values()]  # 6, 4, 8
+    # proportional: every full batch once; round robin: rounds until the smallest dataset runs out
+    assert steps_per_epoch == (sum(batches) if spec["sampler"] == "proportional" else 3 * min(batches))
     assert result["out"].global_step == len(expected)
 
 
