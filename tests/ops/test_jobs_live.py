@@ -116,6 +116,11 @@ def _stop(proc: subprocess.Popen, temp_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def head(tmp_path_factory) -> Head:
+    from ray._private.utils import get_dashboard_dependency_error
+
+    missing = get_dashboard_dependency_error()
+    if missing:  # the job server is part of ray[default]; pyproject's ray extras must include `default`
+        pytest.skip(f"Ray's job server needs ray[default], which is not installed here ({missing})")
     token = secrets.token_hex(32)
     # Short: Ray's socket paths under the temp dir must stay below the 107-character limit.
     temp_dir = Path(tempfile.mkdtemp(prefix="rstx-", dir="/tmp"))
