@@ -24,8 +24,7 @@ from toy_data import make_pairs, make_scored_pairs  # noqa: E402
 
 def tiny_model_dir(directory: Path) -> Path:
     """A tiny random BERT (for --smoke-test) written next to the outputs."""
-    sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-    from conftest import build_tiny_bert
+    from raystx.testing import build_tiny_bert
 
     return build_tiny_bert(directory)
 

@@ -14,17 +14,16 @@ from __future__ import annotations
 import argparse
 import csv
 import random
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _conftest():
-    sys.path.insert(0, str(REPO / "tests"))
-    import conftest
+    """The tiny-model builders (they live in ``raystx.testing``; no pytest needed)."""
+    import raystx.testing
 
-    return conftest
+    return raystx.testing
 
 
 def sts_rows(n: int, seed: int) -> list[tuple[str, str, float]]:

@@ -153,6 +153,46 @@ class ExperimentConfig(_Strict):
         return self
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(raw: Any, environ: dict[str, str] | None = None, key: str = "") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in string values (recursively).
+
+    A value that is exactly one reference takes the YAML meaning of the expanded text (``true``, ``4``, empty
+    -> null); a reference inside a longer string stays text. An unset variable without a default is a
+    ``ConfigError`` naming the key and the variable.
+    """
+    import os
+
+    env = os.environ if environ is None else environ
+    if isinstance(raw, dict):
+        return {k: expand_env(v, env, f"{key}.{k}" if key else str(k)) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [expand_env(v, env, f"{key}[{i}]") for i, v in enumerate(raw)]
+    if not isinstance(raw, str) or "${" not in raw:
+        return raw
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                raise ConfigError(
+                    f"{key}: {raw!r} needs the environment variable {name}, which is not set; set it or "
+                    f"override the key with --set {key}=..."
+                )
+            return default
+        return value
+
+    expanded = _ENV_REF.sub(replace, raw)
+    if _ENV_REF.fullmatch(raw.strip()):
+        parsed = parse_yaml(expanded) if expanded.strip() else None
+        if parsed is None or isinstance(parsed, (bool, int, float)):
+            return parsed
+    return expanded
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides (YAML-parsed values) to a raw config dict."""
     for item in overrides:
@@ -178,7 +218,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    raw = apply_overrides(raw, overrides or [])
+    raw = expand_env(apply_overrides(raw, overrides or []))
     try:
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:

@@ -83,6 +83,22 @@ def test_set_overrides_are_typed_and_nested(tmp_path, tiny_bert_dir):
     assert cfg.scaling.num_workers == 3
 
 
+def test_environment_references_expand_with_yaml_meaning_and_name_missing_variables(
+    tmp_path, tiny_bert_dir, monkeypatch
+):
+    monkeypatch.setenv("RAYSTX_TEST_WORKERS", "3")
+    monkeypatch.delenv("RAYSTX_TEST_UNSET", raising=False)
+    path = _config(
+        tmp_path,
+        tiny_bert_dir,
+        run={"storage_path": "${RAYSTX_TEST_UNSET:-}", "name": "n-${RAYSTX_TEST_WORKERS}"},
+    )
+    cfg = load_config(path, ["scaling.num_workers=${RAYSTX_TEST_WORKERS}"])
+    assert cfg.scaling.num_workers == 3 and cfg.run.storage_path is None and cfg.run.name == "n-3"
+    with pytest.raises(ConfigError, match=r"args\.output_dir.*RAYSTX_TEST_UNSET"):
+        load_config(path, ["args.output_dir=${RAYSTX_TEST_UNSET}/out"])
+
+
 def test_loss_and_losses_must_pair_with_the_datasets(tmp_path, tiny_bert_dir):
     path = _config(tmp_path, tiny_bert_dir, loss=None, losses={"other": {"type": "CoSENTLoss"}})
     with pytest.raises(ConfigError, match="other"):

@@ -1,27 +1,36 @@
-"""The data plane: readers, column rules, validation against losses, the step schedule and collation."""
+"""The data plane: readers, column rules, validation against losses, the step schedule and collation.
+
+Names are imported lazily so that the per-worker loop (which needs only ``schedule`` and ``collate``) imports
+without pyarrow, datasets or Ray.
+"""
 
 from __future__ import annotations
 
-from raystx.data.columns import LABEL_COLUMNS, RESERVED_COLUMNS
-from raystx.data.errors import (
-    DatasetFileNotFoundError,
-    DatasetReadError,
-    DatasetValidationError,
-    DatasetWarning,
-)
-from raystx.data.schedule import EpochPlan, build_schedule
-from raystx.data.sources import TrainingSource, prepare_sources, validate_sources
+import importlib
+from typing import Any
 
-__all__ = [
-    "LABEL_COLUMNS",
-    "RESERVED_COLUMNS",
-    "DatasetFileNotFoundError",
-    "DatasetReadError",
-    "DatasetValidationError",
-    "DatasetWarning",
-    "EpochPlan",
-    "TrainingSource",
-    "build_schedule",
-    "prepare_sources",
-    "validate_sources",
-]
+_LAZY = {
+    "LABEL_COLUMNS": "raystx.data.columns",
+    "RESERVED_COLUMNS": "raystx.data.columns",
+    "DatasetFileNotFoundError": "raystx.data.errors",
+    "DatasetReadError": "raystx.data.errors",
+    "DatasetValidationError": "raystx.data.errors",
+    "DatasetWarning": "raystx.data.errors",
+    "EpochPlan": "raystx.data.schedule",
+    "build_schedule": "raystx.data.schedule",
+    "InMemorySource": "raystx.data.memory",
+    "TrainingSource": "raystx.data.sources",
+    "prepare_sources": "raystx.data.sources",
+    "validate_sources": "raystx.data.sources",
+    "InputExample": "raystx.data.input_example",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'raystx.data' has no attribute {name!r}")
