@@ -16,7 +16,8 @@ the evaluator's primary metric (a trainer evaluator is required). ``direction`` 
 Keyword arguments: ``scheduler`` (``asha``/``median``/``none`` or a ``SchedulerSettings`` dict), ``searcher``
 (``tpe``/``random``/``grid``/``nsga2``), ``max_concurrent_trials``, ``resources_per_trial`` (a ``ScalingConfig``
 or its fields as a dict), ``storage_path``, ``name``, ``seed``, ``time_budget_s``, ``optuna_storage``,
-``eval_steps``, ``resume``, and any other ``TuneSettings`` field.
+``eval_steps``, ``resume``, ``callbacks`` (extra Tune callbacks), and any other ``TuneSettings`` field. ``hp_name`` is
+accepted for signature compatibility and unused (trials are named by their Tune trial id).
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ class FunctionSpace:
 
     def describe(self) -> dict[str, str]:
         return {"hp_space": getattr(self.fn, "__qualname__", repr(self.fn))}
+
+    def grid_size(self) -> int:
+        return 1
 
 
 class _RecordingDefineByRun:
@@ -251,6 +255,7 @@ def hyperparameter_search(
             "hyperparameter_search needs an evaluator on the trainer: trials report its metrics to Ray Tune"
         )
     resume = bool(kwargs.pop("resume", False))
+    callbacks = kwargs.pop("callbacks", None)
     settings, scaling = _settings(kwargs, n_trials)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True)
@@ -289,6 +294,7 @@ def hyperparameter_search(
         compute_objective=compute_objective,
         save_strategy_given=_save_strategy_given(trainer.args),
         search_description=space.describe(),
+        callbacks=callbacks,
     )
     return _best_runs(result, objective)
 

@@ -10,6 +10,7 @@ skipped and the reason returned.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ def write_plots(rows: list[TrialRow], objective: Objective, directory: str | Pat
     study = build_study(rows, objective)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     names = [m.removeprefix("eval_") for m in objective.metrics]
+    importance = optuna.importance.FanovaImportanceEvaluator(seed=0)
     plans: list[tuple[str, Any, int]] = []
     if objective.multi:
         plans.append(("pareto_front", lambda: ovm.plot_pareto_front(study, target_names=names), 1))
@@ -96,7 +98,9 @@ def write_plots(rows: list[TrialRow], objective: Objective, directory: str | Pat
         plans.append(
             (
                 "param_importances",
-                lambda: ovm.plot_param_importances(study, target=lambda t: t.values[0], target_name=names[0]),
+                lambda: ovm.plot_param_importances(
+                    study, evaluator=importance, target=lambda t: t.values[0], target_name=names[0]
+                ),
                 2,
             )
         )
@@ -112,7 +116,9 @@ def write_plots(rows: list[TrialRow], objective: Objective, directory: str | Pat
             out[name] = f"skipped: needs {minimum} completed trial(s), have {len(complete)}"
             continue
         try:
-            axes = draw()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                axes = draw()
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
             path = directory / f"{name}.png"
             figure.savefig(path, dpi=100, bbox_inches="tight")

@@ -5,8 +5,9 @@ with three changes that a sweep needs:
 
 * only reports that carry evaluator metrics (``eval_*``) reach Tune, so every Tune result holds the objective and
   Tune's ``training_iteration`` counts evaluations (what the schedulers' ``grace_period``/``max_t`` are in);
-* the loop's ``done`` flag is renamed ``train_done``: Tune treats ``done=True`` as "stop this trial now", which would
-  kill the trial before it saves its final model;
+* the last report (the loop's ``done=True``) is held back: the trial function reports it itself once the final
+  model is saved (``final_result``), because Tune may stop a trial on any result (``done=True``, a scheduler at
+  ``max_t``) and that must not kill the trial before its model is on disk; ``done`` becomes ``train_done``;
 * an optional ``compute_objective(metrics) -> float | list[float]`` adds ``objective`` (``objective_{i}`` for a
   list), as in transformers' ``hyperparameter_search``.
 """
@@ -37,11 +38,27 @@ def add_objective(metrics: dict[str, Any], compute_objective: Callable[[dict[str
 
 
 def tune_result(metrics: dict[str, Any], compute_objective: Callable | None = None) -> dict[str, Any] | None:
-    """The Tune result for one worker report, or None when the report holds no evaluation."""
-    if not any(k.startswith("eval_") for k in metrics):
+    """The Tune result for one worker report; None when the report holds no evaluation or is the last one
+    (``done=True``: the trial reports that one after saving its model, see ``final_result``)."""
+    if not any(k.startswith("eval_") for k in metrics) or metrics.get("done"):
         return None
     out = dict(metrics)
-    out["train_done"] = bool(out.pop("done", False))
+    out.pop("done", None)
+    out["train_done"] = False
+    if compute_objective is not None:
+        add_objective(out, compute_objective)
+    return out
+
+
+def final_result(
+    history: list[dict[str, Any]], compute_objective: Callable | None = None
+) -> dict[str, Any] | None:
+    """The Tune result of a finished training run: its last evaluation entry, marked ``train_done=True``."""
+    evals = [h for h in history if any(k.startswith("eval_") for k in h)]
+    if not evals:
+        return None
+    out = {k: v for k, v in evals[-1].items() if k != "done"}
+    out["train_done"] = True
     if compute_objective is not None:
         add_objective(out, compute_objective)
     return out

@@ -32,15 +32,17 @@ def build_searcher(
     seed: int | None,
     storage_url: str | None = None,
     study_name: str | None = None,
+    max_concurrent: int = 0,
 ) -> Any:
-    """A Tune searcher. For ``grid`` returns a ``BasicVariantGenerator`` (the param space comes from
-    ``space.tune_param_space()``); otherwise an ``OptunaSearch`` over ``space``'s define-by-run function."""
+    """A Tune searcher. For ``grid`` returns a ``BasicVariantGenerator`` limited to ``max_concurrent`` running
+    trials (the param space comes from ``space.tune_param_space()``); otherwise an ``OptunaSearch`` over
+    ``space``'s define-by-run function (limit it with ``TuneConfig(max_concurrent_trials=...)``)."""
     if name not in SEARCHERS:
         raise ValueError(f"tune.searcher={name!r} is not one of {', '.join(SEARCHERS)}")
     if name == "grid":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=seed)
+        return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 

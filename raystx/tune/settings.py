@@ -82,7 +82,8 @@ class TuneSettings(_Strict):
             return {"type": "none"}
         return value
 
-    def searcher_name(self) -> str:
+    def searcher_name(self, multi_objective: bool = False) -> str:
+        """The searcher to use: the one set, else ``nsga2`` for a multi-objective sweep and ``tpe`` otherwise."""
         if self.searcher:
             return self.searcher
-        return "nsga2" if isinstance(self.metric, list) and len(self.metric) > 1 else "tpe"
+        return "nsga2" if multi_objective else "tpe"

@@ -85,7 +85,7 @@ class Distribution:
     def describe(self) -> str:
         if self.categorical:
             return f"{self.kind}{self.labels}"
-        extra = f", step={self.step}" if self.step else ""
+        extra = f", step={self.step}" if self.step and self.step > 1 else ""
         extra += ", log" if self.log and self.kind == "int" else ""
         return f"{self.kind}[{self.low}, {self.high}{extra}]"
 
@@ -288,6 +288,15 @@ class SearchSpace:
     def optuna_define_by_run(self) -> Callable[[Any], None]:
         """A define-by-run function for ``OptunaSearch(space=...)`` (``grid`` treated as a categorical)."""
         return DefineByRun(self)
+
+    def grid_size(self) -> int:
+        """How many points Tune's grid search enumerates: the product over every ``grid`` parameter (conditional
+        ones included, as the flat Tune space expands them independently)."""
+        size = 1
+        for dist in self._dists.values():
+            if dist.kind == "grid":
+                size *= len(dist.labels)
+        return size
 
     def tune_param_space(self) -> dict[str, Any]:
         """A flat Tune ``param_space`` for Tune's own (random / grid) search: one entry per parameter, including

@@ -102,10 +102,12 @@ def execute(
     compute_objective: Any = None,
     save_strategy_given: bool = False,
     search_description: dict[str, str] | None = None,
+    callbacks: list[Any] | None = None,
 ) -> SweepResult:
     """Run the Tune experiment ``storage_path/name`` for ``space`` with trials built by ``factory``.
 
-    ``scaling`` is the per-trial ``ScalingConfig`` (used to size ``max_concurrent_trials``)."""
+    ``scaling`` is the per-trial ``ScalingConfig`` (used to size ``max_concurrent_trials``); ``callbacks`` are
+    extra Tune callbacks (a resumed sweep keeps the ones it was started with)."""
     import ray
     from ray import tune
 
@@ -142,7 +144,7 @@ def execute(
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, plan=plan), _ray_resources(settings.driver_resources)
     )
-    searcher_name = settings.searcher_name()
+    searcher_name = settings.searcher_name(objective.multi)
     if searcher_name == "grid" and objective.multi:
         logger.info("grid search over a multi-objective sweep: the Pareto front is computed from all trials")
     logger.info(
@@ -168,6 +170,7 @@ def execute(
                 settings.seed,
                 storage_url=settings.optuna_storage,
                 study_name=settings.study_name or name,
+                max_concurrent=concurrency,
             )
             tuner = tune.Tuner(
                 trainable,
@@ -176,7 +179,7 @@ def execute(
                     search_alg=searcher,
                     scheduler=build_scheduler(settings.scheduler, objective),
                     num_samples=settings.num_samples,
-                    max_concurrent_trials=concurrency,
+                    max_concurrent_trials=None if searcher_name == "grid" else concurrency,
                     time_budget_s=settings.time_budget_s,
                     trial_dirname_creator=trial_dirname,
                     reuse_actors=settings.reuse_actors,
@@ -184,7 +187,7 @@ def execute(
                 run_config=tune.RunConfig(
                     name=name,
                     storage_path=storage_path,
-                    callbacks=[guard],
+                    callbacks=[guard, *(callbacks or [])],
                     failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                     verbose=1,
                 ),
@@ -197,7 +200,9 @@ def execute(
         except Exception:  # noqa: BLE001
             pass
     rows = collect_rows(experiment_path, objective)
-    interrupted = any(r.status == UNFINISHED for r in rows)
+    expected = settings.num_samples * (space.grid_size() if searcher_name == "grid" else 1)
+    out_of_time = bool(settings.time_budget_s) and time.time() - started >= settings.time_budget_s
+    interrupted = any(r.status == UNFINISHED for r in rows) or (len(rows) < expected and not out_of_time)
     best = best_row(rows, objective)
     front = pareto_front(rows, objective) if objective.multi else []
     csv_path, json_path = write_table(rows, experiment_path)
@@ -260,11 +265,12 @@ def run_sweep(
     overrides: list[str] | None = None,
     resume: bool = False,
     settings: TuneSettings | dict[str, Any] | None = None,
+    callbacks: list[Any] | None = None,
 ) -> SweepResult:
     """Run a sweep given as a YAML path, a ``SweepSpec`` or a raw dict (training config + ``search`` + ``tune``).
 
-    ``settings`` replaces the spec's ``tune`` section when given. With ``resume=True`` the experiment named by
-    the settings is restored and finished."""
+    ``settings`` replaces the spec's ``tune`` section when given; ``callbacks`` are extra Tune callbacks. With
+    ``resume=True`` the experiment named by the settings is restored and finished."""
     import os
 
     import ray
@@ -303,4 +309,5 @@ def run_sweep(
         resume=resume,
         save_strategy_given=save_given,
         search_description=spec.space.describe(),
+        callbacks=callbacks,
     )

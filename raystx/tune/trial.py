@@ -4,7 +4,8 @@
 config (same names and conditions as the searcher saw), asks the plan's factory for a
 ``SentenceTransformerTrainer``, points the trainer's Ray Train run at the trial directory with a
 ``SweepReportCallback`` (evaluations reach Tune, so schedulers can stop the trial) and a placement-group registrar,
-trains, then writes into the trial directory (``{experiment_path}/trial_{trial_id}`` in the sweep's storage, which
+trains, saves, and only then reports the final evaluation to Tune (so a stop decision cannot cut the save short).
+It writes into the trial directory (``{experiment_path}/trial_{trial_id}`` in the sweep's storage, which
 must be shared between nodes on a multi-node cluster):
 
 * ``sweep_params.json``: the active parameters and their Optuna distributions (for the results table and plots);
@@ -113,7 +114,7 @@ def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
     from raystx.tune.placement import PlacementGroupRegistrar
-    from raystx.tune.report import SweepReportCallback, add_objective
+    from raystx.tune.report import SweepReportCallback, add_objective, final_result
 
     started = time.time()
     context = ray.tune.get_context()
@@ -189,3 +190,6 @@ def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
         ),
         encoding="utf-8",
     )
+    last = final_result(output.log_history, plan.compute_objective)
+    if last is not None:
+        ray.tune.report(last)
