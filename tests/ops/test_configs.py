@@ -46,9 +46,13 @@ def test_the_expected_configs_ship():
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_config_loads_as_written(config):
+def test_config_loads_as_written(config, monkeypatch, tmp_path):
+    # load_config expands ${VAR} itself; point the variables the configs use at a scratch folder.
+    for var in ("RAYSTX_DATA_DIR", "RAYSTX_SMOKE_DIR", "RAYSTX_OUTPUT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path))
     cfg = load_config(config)
     assert cfg.train_data and (cfg.loss or cfg.losses)
+    assert "${" not in yaml.safe_dump(cfg.model_dump())
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -97,9 +101,10 @@ def test_train_config_is_minilm_cosent_on_stsb():
     assert cfg.save_model_to == "/tmp/raystx/minilm-stsb-cosent/final"
 
 
-def test_packaged_model_of_the_train_config_is_installed():
+def test_packaged_model_of_the_train_config_is_installed(monkeypatch, tmp_path):
     from raystx.train.build import resolve_model_path
 
+    monkeypatch.setenv("RAYSTX_DATA_DIR", str(tmp_path))
     cfg = load_config(REPO / "jobs" / "configs" / "train.yaml")
     path = Path(resolve_model_path(cfg.model.name_or_path))
     assert (path / "modules.json").is_file() and (path / "config.json").is_file()
