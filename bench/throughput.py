@@ -108,7 +108,11 @@ def raystx_run(model_dir: str, pairs, steps: int, warmup: int, threads: int, wor
 def st_trainer(model_dir: str, pairs, steps: int, warmup: int, threads: int) -> float:
     import datasets
     import torch
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.losses import MultipleNegativesRankingLoss
     from transformers import TrainerCallback
 
@@ -135,7 +139,11 @@ def st_trainer(model_dir: str, pairs, steps: int, warmup: int, threads: int) -> 
             seed=42,
         )
         trainer = SentenceTransformerTrainer(
-            model=model, args=args, train_dataset=data, loss=MultipleNegativesRankingLoss(model), callbacks=[Clock()]
+            model=model,
+            args=args,
+            train_dataset=data,
+            loss=MultipleNegativesRankingLoss(model),
+            callbacks=[Clock()],
         )
         trainer.train()
     return steps * BATCH / (marks[warmup + steps] - marks[warmup])
@@ -154,14 +162,21 @@ def main() -> None:
     plain = plain_loop(model_dir, pairs, args.steps, args.warmup, args.threads)
     ours = raystx_run(model_dir, pairs, args.steps, args.warmup, args.threads)
     rows = [
-        ("plain PyTorch loop (baseline)", f"{plain:.2f} pairs/s", "1.00x", f"{args.threads} threads, identical batches"),
+        (
+            "plain PyTorch loop (baseline)",
+            f"{plain:.2f} pairs/s",
+            "1.00x",
+            f"{args.threads} threads, identical batches",
+        ),
         ("raystx, 1 Ray worker", f"{ours:.2f} pairs/s", f"{ours / plain:.2f}x", "target >= 0.95x"),
     ]
     if not args.skip_st:
         st = st_trainer(model_dir, pairs, args.steps, args.warmup, args.threads)
         rows.append(("sentence-transformers trainer", f"{st:.2f} pairs/s", f"{st / plain:.2f}x", ""))
         rows.append(("raystx / sentence-transformers", "", f"{ours / st:.2f}x", "target >= 1.25x"))
-    print(f"\nMiniLM-L6, MNRL, batch {BATCH}, max_seq_length {MAX_LEN}, {args.steps} steps after {args.warmup} warm-up")
+    print(
+        f"\nMiniLM-L6, MNRL, batch {BATCH}, max_seq_length {MAX_LEN}, {args.steps} steps after {args.warmup} warm-up"
+    )
     print_table(rows)
 
 

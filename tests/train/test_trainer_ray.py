@@ -9,8 +9,8 @@ import datasets
 import pytest
 import torch
 from conftest import make_sentences
-from raystx.data.sources import prepare_sources
 
+from raystx.data.sources import prepare_sources
 from raystx.losses import CoSENTLoss, MultipleNegativesRankingLoss
 from raystx.models import SentenceTransformer
 from raystx.train.args import SentenceTransformerTrainingArguments
