@@ -75,8 +75,9 @@ def train(
     try:
         trainer = build_trainer(cfg, resume=resume)
         out = trainer.train()
-        target = Path(cfg.save_model_to or Path(trainer.args.output_dir) / "final")
-        trainer.model.save_pretrained(str(target))
+        from raystx.train.storage import join, save_model
+
+        target = save_model(trainer.model, cfg.save_model_to or join(trainer.args.output_dir, "final"))
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
     summary = {"global_step": out.global_step, "training_loss": out.training_loss, "model": str(target)}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,8 +138,9 @@ class SentenceTransformerTrainer:
     def _run_config(self):
         from ray.train import CheckpointConfig, RunConfig
 
+        from raystx.train.storage import is_uri
+
         args = self.args
-        output_dir = Path(args.output_dir).absolute()
         metric, mode = self._best_metric()
         ckpt = CheckpointConfig(
             num_to_keep=args.save_total_limit,
@@ -148,9 +148,12 @@ class SentenceTransformerTrainer:
             checkpoint_score_order=mode,
         )
         if self.run_config is None:
-            return RunConfig(
-                storage_path=str(output_dir.parent), name=output_dir.name, checkpoint_config=ckpt
-            )
+            if is_uri(args.output_dir):  # s3://bucket/runs/x -> storage s3://bucket/runs, name x
+                parent, name = str(args.output_dir).rstrip("/").rsplit("/", 1)
+            else:
+                output_dir = Path(args.output_dir).absolute()
+                parent, name = str(output_dir.parent), output_dir.name
+            return RunConfig(storage_path=parent, name=name, checkpoint_config=ckpt)
         rc = self.run_config
         if rc.checkpoint_config is None or (
             rc.checkpoint_config.num_to_keep is None and args.save_total_limit
@@ -175,8 +178,10 @@ class SentenceTransformerTrainer:
             greater = bool(getattr(self.evaluator, "greater_is_better", not metric.endswith("loss")))
         return metric, "max" if greater else "min"
 
-    def _check_output_dir(self, run_dir: Path) -> None:
-        existing = sorted(run_dir.glob("checkpoint-*")) if run_dir.is_dir() else []
+    def _check_output_dir(self, run_dir: str) -> None:
+        from raystx.train.storage import checkpoint_names
+
+        existing = checkpoint_names(run_dir)
         if self.args.resume_from_checkpoint is True and not existing:
             raise FileNotFoundError(
                 f"resume_from_checkpoint=True but {run_dir} holds no checkpoint-* folder to resume from; "
@@ -188,23 +193,25 @@ class SentenceTransformerTrainer:
             read_trainer_state(self.args.resume_from_checkpoint)  # fails early if missing or incomplete
         if existing and not self.args.resume_from_checkpoint and not self.args.overwrite_output_dir:
             raise FileExistsError(
-                f"{run_dir} already holds checkpoints from an earlier run ({existing[-1].name}). "
+                f"{run_dir} already holds checkpoints from an earlier run ({existing[-1]}). "
                 "Pass resume_from_checkpoint=True to continue it, choose another output_dir, or set "
                 "overwrite_output_dir=True to start over (the old checkpoints are then deleted)."
             )
 
     # ------------------------------------------------------------------ validate / train
-    def _prepare(self, staging: Path) -> tuple[dict[str, Any], dict[str, nn.Module]]:
+    def _prepare(self, staging: str | Path) -> tuple[dict[str, Any], dict[str, nn.Module]]:
         """Read/stage the datasets and check them against the losses (driver side, before any worker)."""
         import ray
 
         from raystx.data.sources import prepare_sources, validate_sources
         from raystx.train.integrations import check_report_to
+        from raystx.train.storage import is_uri
 
         scaling = self._scaling()
         self.args.validate(use_gpu=bool(getattr(scaling, "use_gpu", False)))
         check_report_to(self.args)
-        self.args.output_dir = str(Path(self.args.output_dir).absolute())  # workers run in other folders
+        if not is_uri(self.args.output_dir):
+            self.args.output_dir = str(Path(self.args.output_dir).absolute())  # workers run in other folders
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True)
         sources = prepare_sources(
@@ -237,21 +244,26 @@ class SentenceTransformerTrainer:
 
         if resume_from_checkpoint is not None:
             self.args.resume_from_checkpoint = resume_from_checkpoint
+        from raystx.train.storage import delete_tree, is_uri, join
+
         run_config = self._run_config()
-        run_dir = Path(run_config.storage_path) / run_config.name
+        run_dir = join(run_config.storage_path, run_config.name)
         self._check_output_dir(run_dir)
-        created_run_dir = not run_dir.exists()
-        staging = run_dir / ".raystx-data"
+        local_run_dir = None if is_uri(run_dir) else Path(run_dir)
+        created_run_dir = local_run_dir is not None and not local_run_dir.exists()
+        staging = join(run_dir, ".raystx-data")
         try:
             sources, losses = self._prepare(staging)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            if created_run_dir and run_dir.is_dir() and not any(run_dir.iterdir()):
-                run_dir.rmdir()
+            delete_tree(staging)
+            if created_run_dir and local_run_dir.is_dir() and not any(local_run_dir.iterdir()):
+                local_run_dir.rmdir()
             raise
         if self.args.overwrite_output_dir and not self.args.resume_from_checkpoint:
-            for old in run_dir.glob("checkpoint-*"):
-                shutil.rmtree(old)
+            from raystx.train.storage import checkpoint_names
+
+            for old in checkpoint_names(run_dir):
+                delete_tree(join(run_dir, old))
 
         resume_path = None
         if isinstance(self.args.resume_from_checkpoint, str):
@@ -265,7 +277,7 @@ class SentenceTransformerTrainer:
             evaluator=self.evaluator,
             resume_from=resume_path,
             callbacks=self.callbacks,
-            run_dir=str(run_dir),
+            run_dir=None if is_uri(run_dir) else run_dir,
             best_metric_key=self._best_metric()[0],
             greater_is_better=self._best_metric()[1] == "max",
         )
@@ -319,6 +331,11 @@ class SentenceTransformerTrainer:
         state: dict[str, Any] = {}
         if checkpoint is not None:
             path = checkpoint.path
+            if (
+                getattr(checkpoint, "filesystem", None) is not None
+                and checkpoint.filesystem.type_name != "local"
+            ):
+                path = checkpoint.to_directory()  # download a remote checkpoint once
             state = read_trainer_state(path)
             load_model_weights(self.model, Path(path) / "model")
             extra = Path(path) / "loss_modules.safetensors"
