@@ -150,15 +150,20 @@ def toy_scored(pairs: list[tuple[str, str]], seed: int = 0) -> dict[str, list]:
 
 
 def init_ray(workers: int) -> None:
-    """Start a local Ray for this script unless one is already running in this process (e.g. in the tests)."""
+    """Start Ray for this script unless it already runs in this process (as in the tests).
+
+    With ``RAY_ADDRESS`` set (``auto``, ``ray://...``, ``host:port``) the script joins that cluster; otherwise it
+    starts its own local Ray with enough CPUs for ``workers`` (never joining another local instance by chance).
+    """
     import ray
 
-    if not ray.is_initialized():
-        ray.init(
-            address=os.environ.get("RAY_ADDRESS"),
-            num_cpus=None if os.environ.get("RAY_ADDRESS") else max(workers, 2),
-            include_dashboard=False,
-        )
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    if address and address != "local":
+        ray.init(address=address)
+    else:
+        ray.init(address="local", num_cpus=max(workers, 2), include_dashboard=False)
 
 
 def scaling_config(workers: int) -> Any:

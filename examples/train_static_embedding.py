@@ -40,8 +40,11 @@ def static_model(tokenizer_json: Path, dim: int, seed: int = 12) -> Any:
     from raystx import SentenceTransformer
     from raystx.models import StaticEmbedding
 
+    tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    # one row per token id (the largest id + 1: a vocabulary may have gaps), initialised like nn.EmbeddingBag
+    num_ids = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
     torch.manual_seed(seed)
-    static = StaticEmbedding(Tokenizer.from_file(str(tokenizer_json)), embedding_dim=dim)
+    static = StaticEmbedding(tokenizer, embedding_weights=torch.randn(num_ids, dim))
     return SentenceTransformer(modules=[static], device="cpu")
 
 
