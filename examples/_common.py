@@ -1,9 +1,9 @@
 """Helpers shared by the example scripts: the command line, models, data files, Ray start-up, model checks.
 
 Not an example itself. Every example takes the same base flags (``--smoke-test``, ``--output-dir``,
-``--workers``, ``--data-dir``) and, with ``--smoke-test``, a tiny random BERT built like the test suite's
-``build_tiny_bert`` plus the toy data of ``toy_data.py`` instead of the real MiniLM and the files under
-``--data-dir`` (default ``$RAYSTX_DATA_DIR`` or ``../shared/data``, see that folder's README).
+``--workers``, ``--data-dir``). With ``--smoke-test`` it uses a tiny random BERT from
+``raystx.testing.build_tiny_bert`` and the toy data of ``toy_data.py``; otherwise the real all-MiniLM-L6-v2 and
+the files under ``--data-dir`` (default ``$RAYSTX_DATA_DIR`` or ``../shared/data``, see that folder's README).
 """
 
 from __future__ import annotations
@@ -48,11 +48,8 @@ def output_dir(args: argparse.Namespace, name: str) -> Path:
 
 
 def tiny_model_dir(directory: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
-    """A tiny random BERT + WordPiece tokenizer (Hugging Face format), written by the test suite's builder."""
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    from conftest import build_tiny_bert
+    """A tiny random BERT + WordPiece tokenizer (Hugging Face format), from the test suite's builder."""
+    from raystx.testing import build_tiny_bert
 
     build_tiny_bert(directory, seed=seed, hidden=hidden, layers=layers)
     _fit_embeddings_to_vocab(directory)
@@ -62,7 +59,7 @@ def tiny_model_dir(directory: Path, seed: int = 0, hidden: int = 32, layers: int
 def _fit_embeddings_to_vocab(directory: Path) -> None:
     """Grow the word embeddings when the tokenizer has ids past the model's ``vocab_size``.
 
-    The test builder's vocab file lists ``a`` twice (a word and a letter), so its last id (``?``) is one past
+    The builder's vocab file lists ``a`` twice (a word and a letter), so its last id (``?``) is one past
     the embedding matrix; toy questions contain ``?``. A no-op once the ids fit.
     """
     import json
