@@ -296,6 +296,24 @@ class SentenceTransformerTrainer:
         self._attach_model_card(sources, losses, out, time.perf_counter() - started)
         return out
 
+    def hyperparameter_search(
+        self,
+        hp_space: Any = None,
+        compute_objective: Callable[[dict[str, float]], float] | None = None,
+        n_trials: int = 20,
+        direction: str | list[str] | None = None,
+        backend: str | None = "ray",
+        hp_name: Callable[[Any], str] | None = None,
+        **kwargs: Any,
+    ):
+        """transformers' ``Trainer.hyperparameter_search`` signature, run as Ray Tune + Optuna trials that each
+        train on their own multi-worker TorchTrainer (see ``raystx.tune.hpo``). Needs ``model_init``."""
+        from raystx.tune.hpo import hyperparameter_search
+
+        return hyperparameter_search(
+            self, hp_space, compute_objective, n_trials, direction, backend, hp_name, **kwargs
+        )
+
     def _attach_model_card(self, sources, losses, out: TrainOutput, seconds: float) -> None:
         """Make ``model.save_pretrained`` write a card describing this training run."""
         from raystx.train.model_card import attach_model_card, collect_trainer_info
