@@ -53,7 +53,9 @@ def event_clock(path: str):
             self.path = path  # a non-empty __dict__: pickle calls __setstate__ only when there is state
 
         def __setstate__(self, state):
-            write("unpickled", time.time())
+            with open("/proc/self/cmdline", "rb") as handle:
+                title = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()[:60]
+            write("unpickled", time.time(), title=title)
             self.__dict__.update(state)
 
         def on_train_begin(self, args, state, **kwargs):
@@ -138,8 +140,9 @@ def measure(model_dir: str, columns, workers: int, threads: int) -> dict[str, fl
         "train_begin": next(e["t"] for e in events if e["event"] == "train_begin") - t0,
         "first_step": first_log - t0,
         "train_return": run["wall_s"],
-        "other_unpickles": len([e for e in events if e["event"] == "unpickled" and e["pid"] != worker_pid]),
     }
+    others = [e for e in events if e["event"] == "unpickled" and e["pid"] != worker_pid]
+    marks["other_unpickles"] = ", ".join(f"{e['title']} at {e['t'] - t0:.2f} s" for e in others)
     return marks
 
 
@@ -155,13 +158,33 @@ def phase_rows(marks: dict[str, float]) -> list[tuple[str, str, str, str]]:
             "args, ray.init check, staging, contract validation",
         ),
         ("driver: payload -> TorchTrainer.fit()", marks["prepare_end"], marks["fit_call"], ""),
-        (
-            "Ray Train start -> payload on rank 0",
-            marks["fit_call"],
-            marks["unpickled"],
-            f"controller, worker actor, imports, process group; worker process started at "
-            f"{marks['process_start'] - marks['fit_call']:+.2f} s from fit()",
-        ),
+    ]
+    if marks["fit_call"] < marks["process_start"] < marks["unpickled"]:
+        spans += [
+            (
+                "Ray Train start -> rank-0 process",
+                marks["fit_call"],
+                marks["process_start"],
+                "controller, actors",
+            ),
+            (
+                "rank-0 process -> payload there",
+                marks["process_start"],
+                marks["unpickled"],
+                "imports, actor init, process group, payload transfer",
+            ),
+        ]
+    else:  # the worker process was started before fit() (a pooled Ray worker) or its start is unknown
+        spans.append(
+            (
+                "Ray Train start -> payload on rank 0",
+                marks["fit_call"],
+                marks["unpickled"],
+                f"controller, worker actor, imports, process group; worker process started "
+                f"{marks['process_start'] - marks['fit_call']:+.2f} s from fit()",
+            )
+        )
+    spans += [
         (
             "worker setup -> on_train_begin",
             marks["unpickled"],
@@ -210,7 +233,7 @@ def main() -> None:
         f"CPU(s), warm private Ray (fastest of {args.repeats}); ratio = share of the total"
     )
     if best["other_unpickles"]:
-        print(f"(the payload was also unpickled {best['other_unpickles']} time(s) in other processes)")
+        print(f"(the payload was also unpickled in: {best['other_unpickles']}; times from the train() call)")
     print_table(phase_rows(best))
 
 
