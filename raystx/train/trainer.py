@@ -281,6 +281,13 @@ class SentenceTransformerTrainer:
             best_metric_key=self._best_metric()[0],
             greater_is_better=self._best_metric()[1] == "max",
         )
+        progress = None
+        if not self.args.disable_tqdm:
+            from raystx.train.progress import DriverProgress, ProgressCallback, start_channel
+
+            channel = start_channel()
+            payload.callbacks = [*payload.callbacks, ProgressCallback(channel)]
+            progress = DriverProgress(channel)
         trainer = TorchTrainer(
             _ray_train_fn,
             train_loop_config={"payload": payload},
@@ -292,7 +299,14 @@ class SentenceTransformerTrainer:
             result = trainer.fit()
         except Exception as exc:
             raise _unwrap_worker_error(exc) from exc
+        finally:
+            if progress is not None:
+                progress.close()
         out = self._finish(result, losses)
+        if progress is not None:
+            from raystx.train.progress import summary_table
+
+            print(summary_table(out.log_history, time.perf_counter() - started), flush=True)
         self._attach_model_card(sources, losses, out, time.perf_counter() - started)
         return out
 

@@ -145,3 +145,23 @@ def test_a_pending_preemption_saves_a_checkpoint_once(tmp_path, tiny_bert_dir):
     runtime = _PreemptAt(tmp_path, step=3)
     train_worker(_payload(tmp_path, model, max_steps=5, save_steps=100, preemption_check_steps=1), runtime)
     assert [p.name for p in runtime.checkpoints] == ["checkpoint-3", "checkpoint-5"]
+
+
+def test_summary_table_shows_the_last_loss_and_final_metrics():
+    from raystx.train.progress import summary_table
+
+    table = summary_table(
+        [
+            {"step": 2, "loss": 1.5, "learning_rate": 1e-4},
+            {"step": 4, "loss": 0.75, "eval_dev_spearman_cosine": 0.5},
+        ],
+        seconds=12.34,
+    )
+    lines = dict(line.split(None, 1) for line in table.splitlines()[2:])
+    assert lines == {
+        "step": "4",
+        "loss": "0.75",
+        "learning_rate": "0.0001",
+        "eval_dev_spearman_cosine": "0.5",
+        "train_runtime_s": "12.3",
+    }

@@ -108,7 +108,7 @@ def test_two_workers_with_gather_equal_one_worker_on_the_union_batch(
 
 
 def test_two_worker_run_lowers_loss_checkpoints_and_updates_driver_model(
-    ray_session, tiny_bert_dir, tmp_path
+    ray_session, tiny_bert_dir, tmp_path, capsys
 ):
     model = SentenceTransformer(str(tiny_bert_dir))
     initial = copy.deepcopy(model)
@@ -134,6 +134,11 @@ def test_two_worker_run_lowers_loss_checkpoints_and_updates_driver_model(
 
     losses = [h["loss"] for h in out.log_history if "loss" in h]
     assert len(losses) == 8 and losses[-1] < losses[0]
+    captured = capsys.readouterr()
+    assert (
+        "[raystx] step 16/16 loss=" in captured.err
+    )  # live progress from rank 0, as plain lines off a terminal
+    assert "training summary" in captured.out and "train_runtime_s" in captured.out
     checkpoints = sorted(p.name for p in output_dir.glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-12", "checkpoint-16", "checkpoint-4", "checkpoint-8"]
     assert _max_diff(model, initial) > 1e-4
