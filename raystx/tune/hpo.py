@@ -104,10 +104,23 @@ class FunctionSpace:
 
 
 class _RecordingDefineByRun:
-    """Calls ``hp_space(trial)`` and returns the suggested distributions as constants for the trial config."""
+    """Calls ``hp_space(trial)`` and returns the suggested distributions as constants for the trial config.
+
+    The searcher state is saved with plain ``pickle`` (for resuming), so the user's function (often a local
+    closure) is kept cloudpickled."""
 
     def __init__(self, fn: Any) -> None:
         self.fn = fn
+
+    def __getstate__(self) -> dict[str, Any]:
+        import cloudpickle
+
+        return {"fn": cloudpickle.dumps(self.fn)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import cloudpickle
+
+        self.fn = cloudpickle.loads(state["fn"])
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         import optuna
@@ -261,7 +274,7 @@ def hyperparameter_search(
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True)
     space = as_space(hp_space)
     output_dir = Path(trainer.args.output_dir).absolute()
-    storage = settings.storage_path or str(output_dir)
+    storage = str(Path(settings.storage_path).absolute()) if settings.storage_path else str(output_dir)
     name = settings.name or "hp_search"
     sources = prepare_sources(
         trainer.train_dataset,

@@ -4,7 +4,7 @@ Rows come from Tune's experiment state (status, last result, every result) and t
 (``params.json``, ``result.json``, ``model/``). A trial's ``status`` is ``COMPLETED`` (trained to the end and saved
 its model), ``STOPPED`` (stopped early by the scheduler), ``ERROR``, or ``UNFINISHED`` (pending/running when the
 sweep was interrupted). ``steps`` is the last optimizer step the trial reported: summed over trials it is the
-sweep's compute in trial-steps.
+sweep's compute in trial-steps. ``time_s`` is Tune's ``time_total_s`` at the trial's last result (start-up included).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def collect_rows(experiment_path: str | Path, objective: Objective) -> list[Tria
                 k: v for k, v in (result_info.get("metrics") or {}).items() if isinstance(v, (int, float))
             }
             steps = int(result_info.get("global_step") or last.get("step") or 0)
-            time_s = float(result_info.get("time_s") or last.get("time_total_s") or 0.0)
+            time_s = float(last.get("time_total_s") or result_info.get("time_s") or 0.0)
         else:
             status = {"ERROR": ERROR, "TERMINATED": STOPPED}.get(trial.status, UNFINISHED)
             metrics = {

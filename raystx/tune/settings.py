@@ -17,7 +17,8 @@ when to stop trials, how many run at once, and where results go.
       optuna_storage: sqlite:///sweeps/my-sweep.db
       eval_steps: 0.1                        # force the evaluation interval of every trial (default: the config's)
       keep_checkpoints: false                # keep each trial's Train checkpoints after its model is exported
-      reuse_actors: true                     # reuse a finished trial's actor for the next trial (saves start-up)
+      reuse_actors: null                     # reuse a finished trial's actor (saves start-up); default: only
+                                             # without early stopping (a stopped trial's actor cannot be reused)
       export_best_to: null                   # default: {experiment}/best_model
 """
 
@@ -68,7 +69,7 @@ class TuneSettings(_Strict):
     study_name: str | None = None
     eval_steps: float | None = Field(None, gt=0)
     keep_checkpoints: bool = False
-    reuse_actors: bool = True
+    reuse_actors: bool | None = None
     max_failures: int = 0
     export_best_to: str | None = None
     plots: bool = True
@@ -81,6 +82,13 @@ class TuneSettings(_Strict):
         if value is None:
             return {"type": "none"}
         return value
+
+    def reuse(self) -> bool:
+        """Whether Tune reuses trial actors: as set, else only when no scheduler stops trials (Tune cannot reset an
+        actor whose stopped trial still waits on its Train run, and fails the next trial instead)."""
+        if self.reuse_actors is not None:
+            return self.reuse_actors
+        return self.scheduler.type == "none"
 
     def searcher_name(self, multi_objective: bool = False) -> str:
         """The searcher to use: the one set, else ``nsga2`` for a multi-objective sweep and ``tpe`` otherwise."""

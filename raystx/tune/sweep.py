@@ -59,6 +59,7 @@ class SweepResult:
     interrupted: bool = False
     wall_time_s: float = 0.0
     removed_placement_groups: int = 0
+    baseline: dict[str, float] | None = None
 
     @property
     def total_steps(self) -> int:
@@ -70,6 +71,13 @@ class SweepResult:
             self.rows, self.objective, self.best, self.pareto if self.objective.multi else None
         )
         extra = [f"wall time {self.wall_time_s:.1f}s; results in {self.experiment_path}"]
+        if self.baseline:
+            known = [m for m in self.objective.metrics if m.removeprefix("eval_") in self.baseline]
+            if known:
+                extra.append(
+                    "untrained model: "
+                    + ", ".join(f"{m}={self.baseline[m.removeprefix('eval_')]:.5g}" for m in known)
+                )
         if self.exported_model:
             extra.append(f"best model exported to {self.exported_model}")
         if self.interrupted:
@@ -103,6 +111,7 @@ def execute(
     save_strategy_given: bool = False,
     search_description: dict[str, str] | None = None,
     callbacks: list[Any] | None = None,
+    baseline: dict[str, float] | None = None,
 ) -> SweepResult:
     """Run the Tune experiment ``storage_path/name`` for ``space`` with trials built by ``factory``.
 
@@ -182,7 +191,7 @@ def execute(
                     max_concurrent_trials=None if searcher_name == "grid" else concurrency,
                     time_budget_s=settings.time_budget_s,
                     trial_dirname_creator=trial_dirname,
-                    reuse_actors=settings.reuse_actors,
+                    reuse_actors=settings.reuse(),
                 ),
                 run_config=tune.RunConfig(
                     name=name,
@@ -238,6 +247,7 @@ def execute(
         interrupted=interrupted,
         wall_time_s=round(time.time() - started, 3),
         removed_placement_groups=guard.removed,
+        baseline=baseline,
     )
     (Path(experiment_path) / "summary.txt").write_text(result.summary() + "\n", encoding="utf-8")
     (Path(experiment_path) / "sweep.json").write_text(
@@ -250,6 +260,7 @@ def execute(
                 "wall_time_s": result.wall_time_s,
                 "best_trial": best.trial_id if best else None,
                 "interrupted": interrupted,
+                "baseline": baseline,
             },
             indent=2,
             default=str,
@@ -310,4 +321,5 @@ def run_sweep(
         save_strategy_given=save_given,
         search_description=spec.space.describe(),
         callbacks=callbacks,
+        baseline=first.baseline,
     )

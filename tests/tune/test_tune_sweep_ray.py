@@ -119,7 +119,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session
         num_samples=3,
         scheduler="none",
         eval_steps=2,
-        max_concurrent_trials=1,
+        max_concurrent_trials=2,
         name="resumable",
     )
     marker = str(tmp_path / "interrupted")
