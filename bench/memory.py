@@ -85,22 +85,52 @@ class TreeSampler(threading.Thread):
         self.join()
 
 
+def rss_at_train_begin(path: str):
+    """A rank-0 callback writing the worker's current RSS (MiB) to ``path`` when the loop starts."""
+    from raystx.train.callbacks import TrainerCallback
+
+    class RssProbe(TrainerCallback):
+        def __init__(self) -> None:
+            self.path = path
+
+        def on_train_begin(self, args, state, **kwargs):
+            import psutil
+
+            Path(self.path).write_text(str(psutil.Process().memory_info().rss / 2**20))
+
+    return RssProbe()
+
+
 def child_raystx(model_dir: str, data_dir: Path, steps: int, threads: int) -> dict:
+    import tempfile
+
     from scaling import load_pairs, raystx_train, start_private_ray, steady_pairs_per_s
 
     columns = load_pairs(data_dir, (steps + 2) * BATCH)
     start_private_ray(threads)
     sampler = TreeSampler()
     sampler.start()
-    try:
-        run = raystx_train(model_dir, columns, steps=steps, workers=1, threads=threads, logging_steps=1)
-    finally:
-        sampler.stop()
+    with tempfile.TemporaryDirectory(prefix="raystx-memory-") as tmp:
+        probe = Path(tmp) / "rss.txt"
+        try:
+            run = raystx_train(
+                model_dir,
+                columns,
+                steps=steps,
+                workers=1,
+                threads=threads,
+                logging_steps=1,
+                callbacks=[rss_at_train_begin(str(probe))],
+            )
+        finally:
+            sampler.stop()
+        begin_mib = float(probe.read_text())
     if not sampler.worker_peaks:
         raise RuntimeError("no RayTrainWorker process was seen among this process's descendants")
     return {
         "peak_mib": max(sampler.worker_peaks.values()),
         "workers_seen": len(sampler.worker_peaks),
+        "begin_mib": begin_mib,
         "driver_peak_mib": vm_hwm_mib(),
         "tree_peak_mib": sampler.tree_peak_mib,
         "pairs_per_s": steady_pairs_per_s(run["log_history"], 1, steps, BATCH) if steps > 1 else None,
@@ -170,7 +200,7 @@ def main() -> None:
                 "raystx Ray Train worker (1 worker)",
                 f"{ours['peak_mib']:.0f} MiB",
                 f"{ours['peak_mib'] / st['peak_mib']:.2f}x",
-                f"{ours['workers_seen']} worker process(es) seen{speed}",
+                f"{ours['begin_mib']:.0f} MiB when the loop starts; {ours['workers_seen']} worker process(es){speed}",
             ),
             (
                 "raystx driver process",
