@@ -168,11 +168,11 @@ class SearchSpace:
     """A parsed ``search:`` section. ``tree`` maps dotted config keys to (possibly nested) search values."""
 
     def __init__(self, tree: Mapping[str, Any] | None) -> None:
-        self.tree: dict[str, Any] = dict(tree or {})
         if not isinstance(tree, (Mapping, type(None))):
             raise SearchSpaceError(
                 f"search must be a mapping of dotted keys to values, got {type(tree).__name__}"
             )
+        self.tree: dict[str, Any] = dict(tree or {})
         self._dists: dict[str, Distribution] = {}
         for key, node in self.tree.items():
             if not isinstance(key, str) or not key or any(not part for part in key.split(".")):

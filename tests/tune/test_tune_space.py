@@ -197,6 +197,10 @@ def test_tune_settings_defaults_shorthands_and_unknown_keys():
     assert settings.scheduler.type == "median" and settings.num_samples == 10
     assert settings.searcher_name() == "tpe" and settings.searcher_name(multi_objective=True) == "nsga2"
     assert TuneSettings.model_validate({"scheduler": None}).scheduler.type == "none"
+    assert not settings.reuse() and TuneSettings.model_validate({"scheduler": "none"}).reuse()
+    assert TuneSettings.model_validate({"scheduler": "asha", "reuse_actors": True}).reuse()
+    with pytest.raises(SearchSpaceError, match="mapping of dotted keys"):
+        SearchSpace(["args.learning_rate"])
     with pytest.raises(ValueError, match="num_sampels"):
         TuneSettings.model_validate({"num_sampels": 3})
 
