@@ -479,3 +479,19 @@ def test_searchers_and_schedulers_are_built_as_asked():
     median = build_scheduler(SchedulerSettings(type="median", metric="eval_y"), multi)
     assert isinstance(median, MedianStoppingRule) and median._metric == "eval_y" and median._mode == "min"
     assert isinstance(build_scheduler(SchedulerSettings(type="none"), single), FIFOScheduler)
+
+
+def test_an_optuna_storage_url_persists_the_study_for_the_dashboard(tmp_path):
+    from raystx.tune.searchers import build_searcher
+
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    space = SearchSpace(LOSS_SPACE)
+    searcher = build_searcher("tpe", space, Objective(("eval_x",), ("max",)), 5, url, "my-sweep")
+    configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(3)}
+    for i, (trial_id, config) in enumerate(configs.items()):
+        assert space.resolve_config(config)[1] == config  # the trial resolves what the study suggested
+        searcher.on_trial_complete(trial_id, {"eval_x": float(i), "training_iteration": 1})
+    study = optuna.load_study(study_name="my-sweep", storage=url)
+    assert [t.params for t in study.trials] == list(configs.values())
+    assert [t.value for t in study.trials] == [0.0, 1.0, 2.0]
+    assert study.best_trial.params == configs["t2"]
