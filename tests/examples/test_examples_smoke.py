@@ -10,6 +10,7 @@ not produce.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,21 @@ OPTIONAL_EXAMPLES = [name for name in ("tune_losses",) if (EXAMPLES / f"{name}.p
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _run(name: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
-    return importlib.import_module(name).main(["--smoke-test", "--output-dir", str(tmp_path), *extra])
+def _main(name: str, argv: list[str]) -> Any:
+    """``module.main(argv)``; for a ``main()`` without parameters, with ``sys.argv`` set to ``argv`` instead."""
+    main = importlib.import_module(name).main
+    if inspect.signature(main).parameters:
+        return main(argv)
+    saved = sys.argv
+    sys.argv = [f"{name}.py", *argv]
+    try:
+        return main()
+    finally:
+        sys.argv = saved
+
+
+def _run(name: str, tmp_path: Path, *extra: str) -> Any:
+    return _main(name, ["--smoke-test", "--output-dir", str(tmp_path), *extra])
 
 
 def _st(path: str | Path, **kwargs: Any) -> Any:
@@ -90,10 +104,8 @@ def test_every_example_documents_its_smoke_command_and_parses_argv():
     for name in [*OWN_EXAMPLES, *OPTIONAL_EXAMPLES]:
         module = importlib.import_module(name)
         assert f"python examples/{name}.py --smoke-test" in (module.__doc__ or ""), name
-        with pytest.raises(
-            SystemExit
-        ) as exc:  # argparse's --help exits 0: main() parses the argv it is given
-            module.main(["--help"])
+        with pytest.raises(SystemExit) as exc:  # argparse's --help exits 0: main() parses what it is given
+            _main(name, ["--help"])
         assert exc.value.code == 0, name
 
 
@@ -235,6 +247,7 @@ def test_fit_api(ray_session, tmp_path):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # tune_losses --smoke-test runs a 4-trial sweep: minutes on 2 cores
 @pytest.mark.parametrize("name", OPTIONAL_EXAMPLES)
 def test_optional_examples_run(ray_session, tmp_path, name):
     _run(name, tmp_path)
@@ -247,7 +260,6 @@ def test_optional_examples_run(ray_session, tmp_path, name):
     reason="raystx/testing.py build_tiny_bert lists 'a' twice in vocab.txt, so '?' gets id vocab_size "
     "(out of the embedding matrix) and the toy questions crash the tiny model; remove this mark once fixed",
 )
-def test_quickstart_smoke(ray_session, tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["quickstart.py", "--smoke-test", "--output-dir", str(tmp_path)])
-    importlib.import_module("quickstart").main()
+def test_quickstart_smoke(ray_session, tmp_path):
+    _run("quickstart", tmp_path)
     assert (tmp_path / "final-model" / "modules.json").is_file()
