@@ -12,15 +12,21 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]" $(TORCH_PIN)
 	touch $@
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test test-all lint bench
 install: $(BIN)/.installed
 
 demo: install
 	$(BIN)/python examples/quickstart.py
 
+# The CI suite: everything but the `slow` end-to-end runs (live `ray job submit`, driver crash + resume,
+# two-node cluster, 1M-row streaming), which `make test-all` adds.
 test: install
 	$(BIN)/ruff check raystx tests examples bench jobs
-	$(BIN)/python -m pytest -x -q tests
+	$(BIN)/python -m pytest -q -m "not slow" --durations=15 tests
+
+test-all: install
+	$(BIN)/ruff check raystx tests examples bench jobs
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 lint: install
 	$(BIN)/ruff check raystx tests examples bench jobs
