@@ -59,7 +59,10 @@ def load_triplets(data_dir: Path, limit: int | None) -> dict[str, list]:
 
 
 def st_evaluator(validation: dict[str, list]):
-    from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator, SimilarityFunction
+    from sentence_transformers.sentence_transformer.evaluation import (
+        EmbeddingSimilarityEvaluator,
+        SimilarityFunction,
+    )
 
     return EmbeddingSimilarityEvaluator(
         validation["sentence1"],
@@ -89,7 +92,7 @@ def train_st(model_dir: str, datasets_: dict[str, dict], out_dir: str, threads: 
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
     )
-    from sentence_transformers.losses import CoSENTLoss, MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import CoSENTLoss, MultipleNegativesRankingLoss
 
     torch.set_num_threads(threads)
     model = SentenceTransformer(model_dir, device="cpu")
