@@ -101,19 +101,27 @@ def main() -> None:
     )
 
     victim_marker = tmp / "shared-storage" / "node-loss" / "checkpoint-2" / "trainer_state.json"
+    outcome: dict = {}
 
-    def remove_a_node() -> None:
-        deadline = time.time() + 300
-        while not victim_marker.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        cluster.remove_node(nodes[1])
-        result["removed_node"] = nodes[1].node_id
-        cluster.add_node(num_cpus=1, resources={"slot": 1})  # the replacement a cloud autoscaler would bring
+    def train_in_background() -> None:
+        try:
+            outcome["out"], outcome["seen"] = run(tmp, "node-loss", model_dir, max_failures=2)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = repr(exc)
 
-    killer = threading.Thread(target=remove_a_node, daemon=True)
-    killer.start()
-    out, seen = run(tmp, "node-loss", model_dir, max_failures=2)
-    killer.join(timeout=10)
+    # Cluster changes must come from the main thread (Cluster starts processes), so training runs in a thread.
+    trainer_thread = threading.Thread(target=train_in_background, daemon=True)
+    trainer_thread.start()
+    deadline = time.time() + 300
+    while not victim_marker.exists() and time.time() < deadline and trainer_thread.is_alive():
+        time.sleep(0.2)
+    cluster.remove_node(nodes[1])
+    result["removed_node"] = nodes[1].node_id
+    cluster.add_node(num_cpus=1, resources={"slot": 1})  # the replacement a cloud autoscaler would bring
+    trainer_thread.join(timeout=600)
+    if "error" in outcome:
+        raise RuntimeError(outcome["error"])
+    out, seen = outcome["out"], outcome["seen"]
     result["loss_step"] = out.global_step
     result["loss_worker_processes"] = len({r["pid"] for r in seen})
     result["loss_nodes"] = sorted({r["node"] for r in seen})
