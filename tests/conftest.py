@@ -42,5 +42,8 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=True, configure_logging=False)
+        # address="local": always a fresh instance, even if `ray start` left a cluster running on this machine
+        ray.init(
+            address="local", num_cpus=4, include_dashboard=False, log_to_driver=True, configure_logging=False
+        )
     yield ray
