@@ -75,6 +75,7 @@ def sweep(work: Path, model: str, train: str, dev: str, trials: int, scheduler: 
             "storage_path": str(work / "sweeps"),
             "name": name,
             "plots": False,
+            "max_failures": 1,  # retry a trial killed by the memory monitor on a crowded machine
         },
     }
 
