@@ -24,6 +24,7 @@ _LAZY = {
     "BatchSamplers": "raystx.train.args",
     "MultiDatasetBatchSamplers": "raystx.train.args",
     "SimilarityFunction": "raystx.evaluation",
+    "InputExample": "raystx.data.input_example",
 }
 _SUBMODULES = {"losses", "evaluation", "models", "util", "data", "train", "tune", "distributed", "config"}
 

@@ -26,7 +26,7 @@ def make_sentences(n: int, seed: int = 0, min_len: int = 3, max_len: int = 12) -
 def write_wordpiece_vocab(path: Path) -> Path:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = list(string.ascii_lowercase) + ["##" + c for c in string.ascii_lowercase]
-    vocab = specials + sorted(set(WORDS)) + chars + list(".,!?")
+    vocab = list(dict.fromkeys(specials + sorted(set(WORDS)) + chars + list(".,!?")))  # ids must be unique
     path.write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return path
 

@@ -254,12 +254,6 @@ def test_optional_examples_run(ray_session, tmp_path, name):
 
 
 @pytest.mark.ray
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="raystx/testing.py build_tiny_bert lists 'a' twice in vocab.txt, so '?' gets id vocab_size "
-    "(out of the embedding matrix) and the toy questions crash the tiny model; remove this mark once fixed",
-)
 def test_quickstart_smoke(ray_session, tmp_path):
     _run("quickstart", tmp_path)
     assert (tmp_path / "final-model" / "modules.json").is_file()
