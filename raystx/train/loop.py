@@ -177,6 +177,21 @@ class TrainLoop:
         self.global_step = int(state["global_step"])
         self.epoch = int(state["epoch"])
         self.step_in_epoch = int(state["step_in_epoch"])
+        saved_world = int(state.get("world_size", self.rt.world_size))
+        if saved_world != self.rt.world_size and self.step_in_epoch:
+            # The data position is global: rows already consumed this epoch = steps x old global batch. Continue
+            # at the first new global batch that starts at or after that row count (exact for one dataset with the
+            # default sampler up to < one global batch; approximate for multi-dataset schedules).
+            consumed = self.step_in_epoch * self.args.per_device_train_batch_size * saved_world
+            new_global = self.args.per_device_train_batch_size * self.rt.world_size
+            self.step_in_epoch = -(-consumed // new_global)
+            logger.warning(
+                "Resuming with %d workers (checkpoint had %d): continuing at batch %d of epoch %d",
+                self.rt.world_size,
+                saved_world,
+                self.step_in_epoch,
+                self.epoch,
+            )
         self.log_history = list(state.get("log_history", []))
         self.best_metric = state.get("best_metric")
         if self.rt.rank == 0:
@@ -246,6 +261,9 @@ class TrainLoop:
         self.callbacks.call("on_train_begin", args, self.trainer_state(), model=self.model)
         while not done:
             plan = self._plan(self.epoch)
+            if self.step_in_epoch >= len(plan):  # resumed at an epoch's end (or with a shorter epoch)
+                self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                continue
             prefetch = Prefetcher(
                 range(self.step_in_epoch, len(plan)),
                 self._batch_maker(plan),
@@ -292,6 +310,9 @@ class TrainLoop:
             scaled = total / self.args.gradient_accumulation_steps
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
         logged = {"loss": total.detach().float()}
+        negatives = getattr(self.losses[name], "last_num_negatives", None)
+        if negatives is not None:  # in-batch negatives each anchor saw (across all workers when gathering)
+            logged["num_negatives"] = torch.as_tensor(float(negatives))
         if len(components) > 1:
             logged.update({f"loss_{k}": v.detach().float() for k, v in components.items()})
         return logged if not self._bad else {}

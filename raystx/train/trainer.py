@@ -303,6 +303,9 @@ class SentenceTransformerTrainer:
             if progress is not None:
                 progress.close()
         out = self._finish(result, losses)
+        if progress is not None and len(progress.records) > len(out.log_history):
+            # The loaded checkpoint's history stops at that checkpoint (e.g. the best one); the driver saw it all.
+            out.log_history = [{k: v for k, v in r.items() if k != "max_steps"} for r in progress.records]
         if progress is not None:
             from raystx.train.progress import summary_table
 
