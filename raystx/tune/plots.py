@@ -109,7 +109,11 @@ def write_plots(rows: list[TrialRow], objective: Objective, directory: str | Pat
             ("optimization_history", lambda: ovm.plot_optimization_history(study, target_name=names[0]), 1)
         )
         plans.append(
-            ("param_importances", lambda: ovm.plot_param_importances(study, target_name=names[0]), 2)
+            (
+                "param_importances",
+                lambda: ovm.plot_param_importances(study, evaluator=importance, target_name=names[0]),
+                2,
+            )
         )
     for name, draw, minimum in plans:
         if len(complete) < minimum:

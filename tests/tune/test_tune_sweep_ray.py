@@ -112,13 +112,13 @@ class _InterruptAfter(Callback):
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session, tiny_bert_dir, tmp_path):
     raw = sweep_config(tmp_path, tiny_bert_dir)
-    raw["args"]["max_steps"] = 4
+    raw["args"]["max_steps"] = 2
     raw["search"] = {"args.learning_rate": {"loguniform": [1e-5, 1e-2]}}
     raw["tune"].update(
         searcher="tpe",
         num_samples=3,
         scheduler="none",
-        eval_steps=2,
+        eval_steps=1,
         max_concurrent_trials=2,
         name="resumable",
     )
@@ -140,6 +140,6 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session
         attempts = (Path(row.trial_dir) / "attempts.log").read_text().splitlines()
         if row.trial_id in done_first:
             assert len(attempts) == 1  # not re-run
-        assert row.steps == 4
+        assert row.steps == 2
     lrs = {r.params["args.learning_rate"] for r in second.rows}
     assert len(lrs) == 3
