@@ -229,11 +229,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
             lines.append(f"  - {loc}: {msg}")
         raise ConfigError(f"Invalid config {path}:\n" + "\n".join(lines)) from None
     base = path.parent
-    _resolve_paths(config, base)
+    resolve_paths(config, base)
     return config
 
 
-def _resolve_paths(config: ExperimentConfig, base: Path) -> None:
+def resolve_paths(config: ExperimentConfig, base: Path) -> None:
     """Relative data/model paths are relative to the config file's folder (when that file exists there)."""
 
     def fix(p: str | None) -> str | None:

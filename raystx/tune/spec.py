@@ -43,13 +43,13 @@ def _errors(exc: ValidationError, where: str) -> ConfigError:
 
 def experiment_from_raw(raw: dict[str, Any], base_dir: Path, where: str) -> ExperimentConfig:
     """Validate a raw training config (paths relative to ``base_dir``); errors name ``where`` and the keys."""
-    from raystx.config import _resolve_paths
+    from raystx.config import resolve_paths
 
     try:
         config = ExperimentConfig.model_validate(copy.deepcopy(raw))
     except ValidationError as exc:
         raise _errors(exc, where) from None
-    _resolve_paths(config, base_dir)
+    resolve_paths(config, base_dir)
     return config
 
 
