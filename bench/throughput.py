@@ -77,7 +77,9 @@ def raystx_run(model_dir: str, pairs, steps: int, warmup: int, threads: int, wor
     from raystx.losses import MultipleNegativesRankingLoss
 
     if not ray.is_initialized():
-        ray.init(num_cpus=max(threads * workers, 2), include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local", num_cpus=max(threads * workers, 2), include_dashboard=False, log_to_driver=False
+        )
     model = SentenceTransformer(model_dir)
     model.max_seq_length = MAX_LEN
     data = datasets.Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [p for _, p in pairs]})

@@ -47,7 +47,14 @@ def _ray_train_fn(config: dict[str, Any]) -> None:
     from raystx.train.runtime import RayRuntime
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    train_worker(config["payload"], RayRuntime())
+    payload = config["payload"]
+    if not isinstance(
+        payload, WorkerPayload
+    ):  # an object-store reference (see SentenceTransformerTrainer.train)
+        import ray
+
+        payload = ray.get(payload[0])
+    train_worker(payload, RayRuntime())
 
 
 class SentenceTransformerTrainer:
@@ -288,9 +295,14 @@ class SentenceTransformerTrainer:
             channel = start_channel()
             payload.callbacks = [*payload.callbacks, ProgressCallback(channel)]
             progress = DriverProgress(channel)
+        import ray
+
+        # The payload (model, losses, data sources) goes to the object store once; the Train controller only
+        # sees a reference, so it neither imports torch nor rebuilds the model, and each worker fetches it.
+        payload_ref = ray.put(payload)
         trainer = TorchTrainer(
             _ray_train_fn,
-            train_loop_config={"payload": payload},
+            train_loop_config={"payload": [payload_ref]},
             scaling_config=self._scaling(),
             run_config=run_config,
         )
