@@ -151,8 +151,10 @@ class TrainLoop:
         candidates = [latest] if latest else []
         if self.p.resume_from:
             candidates.append(Path(self.p.resume_from))
-        resuming = latest is not None or bool(self.args.resume_from_checkpoint)
-        if resuming and self.p.run_dir and Path(self.p.run_dir).is_dir():
+        # A run never starts over checkpoints it did not write (the driver refuses or clears them), so complete
+        # checkpoints in the run folder are this run's: after a worker failure they also cover a checkpoint that
+        # was persisted but not yet registered by Ray's controller when the group died.
+        if self.p.run_dir and Path(self.p.run_dir).is_dir():
             candidates.extend(sorted_checkpoints(Path(self.p.run_dir)))
         return candidates
 

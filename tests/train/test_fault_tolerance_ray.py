@@ -112,6 +112,7 @@ def test_sigkilled_worker_resumes_mid_epoch_exactly_once_per_row(ray_session, ti
     assert len(pids_in_order) == 4  # 2 workers x 2 attempts
     first_attempt = set(pids_in_order[:2])
     # Lineage of the final weights: the first attempt up to the restored checkpoint-2, then the second attempt.
+    # (Rank 1 died inside step 4, before its all-reduce, so checkpoint-2 is the newest one that can exist.)
     restored = 2
     lineage = [r for r in records if r["pid"] not in first_attempt or r["call"] <= restored]
     assert sorted(r["call"] for r in records if r["pid"] not in first_attempt) == sorted(
