@@ -317,7 +317,7 @@ class SentenceTransformerTrainer:
         out = self._finish(result, losses)
         if progress is not None and len(progress.records) > len(out.log_history):
             # The loaded checkpoint's history stops at that checkpoint (e.g. the best one); the driver saw it all.
-            out.log_history = [{k: v for k, v in r.items() if k != "max_steps"} for r in progress.records]
+            out.log_history = _lineage(progress.records)
         if progress is not None:
             from raystx.train.progress import summary_table
 
@@ -400,6 +400,18 @@ class SentenceTransformerTrainer:
             log_history=history,
         )
         return self.state
+
+
+def _lineage(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Log records of the run's surviving lineage: after a restart from a checkpoint the steps logged again
+    replace the ones the failed attempt had logged past that checkpoint."""
+    history: list[dict[str, Any]] = []
+    for record in records:
+        step = record.get("step", 0)
+        while history and history[-1].get("step", 0) >= step:
+            history.pop()
+        history.append({k: v for k, v in record.items() if k != "max_steps"})
+    return history
 
 
 def _is_loss_factory(obj: Any) -> bool:

@@ -165,3 +165,14 @@ def test_summary_table_shows_the_last_loss_and_final_metrics():
         "eval_dev_spearman_cosine": "0.5",
         "train_runtime_s": "12.3",
     }
+
+
+def test_driver_history_keeps_the_surviving_lineage_after_a_restart():
+    from raystx.train.trainer import _lineage
+
+    records = [{"step": s, "loss": float(s), "max_steps": 6} for s in (1, 2, 3, 4)]  # attempt 1 died after 4
+    records += [{"step": s, "loss": 10.0 + s, "max_steps": 6} for s in (3, 4, 5, 6)]  # resumed from checkpoint-2
+    history = _lineage(records)
+    assert [h["step"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert [h["loss"] for h in history] == [1.0, 2.0, 13.0, 14.0, 15.0, 16.0]
+    assert all("max_steps" not in h for h in history)
