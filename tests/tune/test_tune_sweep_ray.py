@@ -92,7 +92,14 @@ def test_cli_loss_x_lr_sweep_with_asha_stops_trials_frees_groups_and_exports_a_r
     # Plots: optimization history and parameter importance as PNG (matplotlib is a dev dependency).
     pytest.importorskip("matplotlib")
     assert (experiment / "plots" / "optimization_history.png").stat().st_size > 1000
-    assert (experiment / "plots" / "param_importances.png").stat().st_size > 1000
+    importances = experiment / "plots" / "param_importances.png"
+    if not importances.exists():
+        # fANOVA cannot rank parameters when the finished trials' metrics have no variance (tiny models can tie);
+        # the summary must then say why the plot was skipped.
+        summary = "\n".join(p.read_text() for p in experiment.glob("summary*"))
+        assert "plot param_importances: skipped:" in summary, summary
+    else:
+        assert importances.stat().st_size > 1000
 
 
 class _InterruptAfter(Callback):
