@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -196,11 +195,13 @@ def _latest_checkpoint(directory: str) -> str | None:
     if not root.is_dir():
         logger.warning("Checkpoint directory %s does not exist; starting from scratch", directory)
         return None
-    found = [p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
+    from raystx.train.checkpoint import sorted_checkpoints
+
+    found = sorted_checkpoints(root)  # newest first
     if not found:
         logger.warning("No checkpoints found in %s; starting from scratch", directory)
         return None
-    return str(max(found, key=lambda p: int(p.name.split("-")[1])))
+    return str(found[0])
 
 
 def prepare_fit(
