@@ -113,6 +113,10 @@ class Transformer(ModelModule):
         forward_params = inspect.signature(self.auto_model.forward).parameters
         self.model_input_names = [n for n in MODEL_INPUT_NAMES if n in forward_params]
         self._prompt_lengths: dict[str, int] = {}
+        # Skip padding in the encoder where the architecture allows it (``raystx.models.packed``); set
+        # ``packed = False`` (or RAYSTX_PACKED=0) to run the Hugging Face forward unchanged.
+        self.packed = True
+        self._packed_ok: bool | None = None
 
     # -- properties ----------------------------------------------------------------------------------------
     @property
@@ -198,8 +202,35 @@ class Transformer(ModelModule):
         return self._prompt_lengths[prompt]
 
     # -- forward -------------------------------------------------------------------------------------------
+    def _use_packed(self, inputs: dict[str, Any]) -> bool:
+        """Whether this forward can skip padding (see ``raystx.models.packed``): supported model, mask given."""
+        if not self.packed or "attention_mask" not in inputs or "input_ids" not in inputs:
+            return False
+        model = self.auto_model
+        checkpointing = getattr(type(model), "is_activation_checkpointing", None)  # transformers >= 5.x name
+        if getattr(
+            model, "is_activation_checkpointing" if checkpointing else "is_gradient_checkpointing", False
+        ):
+            return False
+        if getattr(self.auto_model.config, "output_attentions", False):
+            return False
+        if self._packed_ok is None:
+            from raystx.models.packed import packed_supported
+
+            self._packed_ok = packed_supported(self.auto_model)
+        return self._packed_ok
+
     def forward(self, features: dict[str, Any]) -> dict[str, Any]:
         inputs = {name: features[name] for name in self.model_input_names if name in features}
+        if self._use_packed(inputs):
+            from raystx.models.packed import packed_forward
+
+            want_states = bool(getattr(self.auto_model.config, "output_hidden_states", False))
+            token_embeddings, hidden_states = packed_forward(self.auto_model, inputs, want_states)
+            features["token_embeddings"] = token_embeddings
+            if hidden_states is not None:
+                features["all_layer_embeddings"] = hidden_states
+            return features
         output = self.auto_model(**inputs, return_dict=True)
         token_embeddings: Tensor = output[0]
         features["token_embeddings"] = token_embeddings
