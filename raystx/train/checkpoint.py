@@ -30,12 +30,19 @@ class CorruptCheckpointError(RuntimeError):
 
 
 def loss_modules_state(losses: dict[str, nn.Module], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Tensors of every loss's own parameters/buffers (not the shared model), keyed ``{dataset}.{name}``."""
-    model_tensors = {id(t) for t in model.state_dict(keep_vars=True).values()}
+    """Tensors of every loss's own parameters/buffers (not the shared model), keyed ``{dataset}.{name}``.
+
+    A tensor reachable under several names is stored once, under its first name: weights tied inside a loss
+    (a TSDAE decoder's output bias), a module shared by several losses (one guide model for two GIST losses)
+    or one loss used for several datasets. safetensors refuses tensors that share memory, and loading the
+    one copy restores every alias, since they are the same tensor.
+    """
+    seen = {id(t) for t in model.state_dict(keep_vars=True).values()}
     out: dict[str, torch.Tensor] = {}
     for ds, loss in losses.items():
         for name, tensor in loss.state_dict(keep_vars=True).items():
-            if id(tensor) not in model_tensors and not name.startswith("model."):
+            if id(tensor) not in seen and not name.startswith("model."):
+                seen.add(id(tensor))
                 out[f"{ds}.{name}"] = tensor.detach().cpu().contiguous()
     return out
 
