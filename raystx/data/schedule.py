@@ -8,6 +8,8 @@ each rank takes its own disjoint slice of that step's global batch:
   dataset it draws from.
 * ``compose_batches(...)`` cuts that order into global batches (plain, duplicate-free, or grouped by label).
 * ``EpochPlan.rows(step, rank)`` gives the row indices one rank uses at one step.
+* ``EpochPlan(..., consumed=...)`` plans the rest of an epoch whose first rows were already trained (a resume with
+  another global batch size); ``EpochPlan.consumed_through(step)`` is what a checkpoint records for that.
 
 Semantics follow sentence-transformers: ``round_robin`` cycles through the datasets in order and stops when
 the smallest runs out; ``proportional`` uses every full batch of every dataset once, in a seeded random order
@@ -35,6 +37,22 @@ def dataset_order(num_rows: int, seed: int, epoch: int, name: str, shuffle: bool
     return _rng(seed, epoch, "rows:" + name).permutation(num_rows).astype(np.int64)
 
 
+Consumed = int | np.ndarray
+"""Rows of a dataset already trained this epoch: a count (the first rows of its ``dataset_order``, what the
+default batch sampler consumes) or the row ids themselves (any sampler)."""
+
+
+def remaining_order(order: np.ndarray, consumed: Consumed | None) -> np.ndarray:
+    """``order`` without the rows already ``consumed`` this epoch, the rest in the same order."""
+    if consumed is None:
+        return order
+    if isinstance(consumed, (int, np.integer)):
+        return order[int(consumed) :]
+    used = np.zeros(len(order), dtype=bool)
+    used[np.asarray(consumed, dtype=np.int64)] = True
+    return order[~used[order]]
+
+
 def batches_per_dataset(sizes: Mapping[str, int], global_batch_size: int) -> dict[str, int]:
     """Number of full global batches each dataset yields in one epoch."""
     return {name: int(n) // int(global_batch_size) for name, n in sizes.items()}
@@ -58,8 +76,13 @@ def schedule_from_counts(
     epoch: int,
     sampler: str = "proportional",
     weights: Mapping[str, float] | None = None,
+    round_robin_start: int = 0,
 ) -> list[str]:
-    """The schedule given how many global batches each dataset yields this epoch."""
+    """The schedule given how many global batches each dataset yields this epoch.
+
+    ``round_robin_start`` (round robin only) begins the cycle at that dataset's position: the rest of an
+    interrupted round is drawn first, then whole rounds until the smallest dataset runs out.
+    """
     names = list(counts)
     if weights:
         unknown = set(weights) - set(names)
@@ -75,8 +98,15 @@ def schedule_from_counts(
         order = _rng(seed, epoch, "schedule").permutation(len(pool))
         return [pool[i] for i in order]
     if sampler == "round_robin":
-        rounds = min(counts.values()) if counts else 0
-        return [n for _ in range(rounds) for n in names]
+        if not names:
+            return []
+        head: list[str] = []
+        for name in names[round_robin_start % len(names) :] if round_robin_start % len(names) else []:
+            if counts[name] < 1:
+                return head
+            head.append(name)
+        rounds = min(counts[n] - head.count(n) for n in names)
+        return head + [n for _ in range(rounds) for n in names]
     if sampler == "proportional":
         pool = [n for n in names for _ in range(counts[n])]
         order = _rng(seed, epoch, "schedule").permutation(len(pool))
@@ -156,6 +186,23 @@ class EpochPlan:
 
     ``columns(name) -> (texts, labels)`` supplies row values for the ``no_duplicates`` / ``group_by_label`` batch
     samplers (texts: a tuple of input texts per row; labels: one label per row); it is not called otherwise.
+
+    ``consumed`` (per dataset, see ``Consumed``) plans only the rest of the epoch: each dataset's batches are
+    composed from its epoch order without those rows, and the schedule is built from the batches that are left
+    (``round_robin_start`` continues an interrupted round-robin cycle). This is how a run resumed with another
+    global batch size (another number of workers) finishes an epoch without training a row twice:
+
+    * one dataset, default sampler: exact. The rest of the epoch is ``order[consumed:]`` in new global batches;
+      the only difference from an uninterrupted run is where batches start, and the rows dropped at the end
+      (fewer than one new global batch, as ``drop_last`` does in any epoch).
+    * several datasets, default sampler: each dataset continues exactly at its own row offset (every row at most
+      once, at most one new global batch per dataset dropped), but the order of datasets is drawn afresh from
+      the batches left: ``proportional`` uses every remaining full batch once in a new seeded order,
+      ``round_robin`` continues the cycle at the dataset that was next, explicit weights split the remaining
+      steps by weight.
+    * ``no_duplicates`` / ``group_by_label``: ``consumed`` holds the row ids already trained; the rest of the
+      epoch is composed by the sampler from the remaining rows, so no row repeats, but the batches (and which
+      rows the sampler cannot place and leaves out) differ from an uninterrupted run.
     """
 
     def __init__(
@@ -170,19 +217,30 @@ class EpochPlan:
         shuffle: bool = True,
         batch_sampler: str = "batch_sampler",
         columns=None,
+        consumed: Mapping[str, Consumed] | None = None,
+        round_robin_start: int = 0,
     ) -> None:
         self.per_device_batch_size = int(per_device_batch_size)
         self.world_size = int(world_size)
         self.global_batch_size = self.per_device_batch_size * self.world_size
+        self.sizes = {name: int(size) for name, size in sizes.items()}
+        self.consumed = dict(consumed or {})
+        self._round_robin = sampler == "round_robin" and not weights
+        self.round_robin_start = int(round_robin_start) if self._round_robin else 0
+        self._prefix = batch_sampler == "batch_sampler" and all(
+            isinstance(c, (int, np.integer)) for c in self.consumed.values()
+        )
+        self._orders: dict[str, np.ndarray] = {}
         self._batches: dict[str, list[np.ndarray]] = {}
-        for name, size in sizes.items():
-            order = dataset_order(int(size), seed, epoch, name, shuffle)
+        for name, size in self.sizes.items():
+            self._orders[name] = order = dataset_order(size, seed, epoch, name, shuffle)
+            rest = remaining_order(order, self.consumed.get(name))
             texts = labels = None
             if batch_sampler != "batch_sampler":
                 texts, labels = columns(name)
-            self._batches[name] = compose_batches(order, self.global_batch_size, batch_sampler, texts, labels)
+            self._batches[name] = compose_batches(rest, self.global_batch_size, batch_sampler, texts, labels)
         counts = {n: len(b) for n, b in self._batches.items()}
-        self.schedule = schedule_from_counts(counts, seed, epoch, sampler, weights)
+        self.schedule = schedule_from_counts(counts, seed, epoch, sampler, weights, self.round_robin_start)
         seen: dict[str, int] = {}
         self._occurrence: list[int] = []
         for name in self.schedule:
@@ -202,3 +260,39 @@ class EpochPlan:
         """All rows of the global batch at ``step`` (every rank's slice, in rank order)."""
         name = self.schedule[step]
         return name, self._batches[name][self._occurrence[step]]
+
+    def draws_before(self, step: int) -> dict[str, int]:
+        """Global batches each dataset gave in steps ``0 .. step-1`` of this plan."""
+        counts = dict.fromkeys(self.sizes, 0)
+        for name in self.schedule[:step]:
+            counts[name] += 1
+        return counts
+
+    def consumed_through(self, step: int) -> dict[str, Consumed]:
+        """Rows of each dataset trained this epoch before ``step`` of this plan, ``consumed`` included.
+
+        Counts (prefixes of each dataset's epoch order) for the default sampler, row ids otherwise; feed it back
+        as ``consumed`` to plan the rest of the epoch with another global batch size.
+        """
+        step = min(max(int(step), 0), len(self))
+        draws = self.draws_before(step)
+        if self._prefix:
+            return {n: int(self.consumed.get(n, 0)) + draws[n] * self.global_batch_size for n in self.sizes}
+        out: dict[str, Consumed] = {}
+        for name in self.sizes:
+            before = self.consumed.get(name)
+            if before is None:
+                parts = []
+            elif isinstance(before, (int, np.integer)):
+                parts = [self._orders[name][: int(before)]]
+            else:
+                parts = [np.asarray(before, dtype=np.int64)]
+            parts += self._batches[name][: draws[name]]
+            out[name] = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+        return out
+
+    def round_robin_next(self, step: int) -> int:
+        """Position (in dataset order) of the dataset a round-robin cycle draws next after ``step`` steps."""
+        if not self._round_robin:
+            return 0
+        return (self.round_robin_start + int(step)) % max(len(self.sizes), 1)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from raystx.data.collate import BatchCollator, Prefetcher, thread_private_tokenize
-from raystx.data.schedule import EpochPlan
+from raystx.data.schedule import Consumed, EpochPlan
 from raystx.train.args import IntervalStrategy, SentenceTransformerTrainingArguments
 from raystx.train.callbacks import CallbackHandler, TrainerState, integration_callbacks
 from raystx.train.checkpoint import (
@@ -35,6 +35,9 @@ from raystx.train.optim import build_optimizer, build_scheduler, sync_gradients,
 from raystx.train.runtime import Runtime
 
 logger = logging.getLogger("raystx.train")
+
+# Row ids already trained this epoch (bitmaps), written into a checkpoint for the non-default batch samplers.
+DATA_POSITION_FILE = "data_position.npz"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -108,6 +111,12 @@ class TrainLoop:
         self.params = [p for _, p in named]
         self.optimizer = build_optimizer(named, args)
         self.opened = {name: src.open() for name, src in payload.sources.items()}
+        # The data position: the epoch's plan may start after rows an earlier run (with another global batch
+        # size) already trained in that epoch; see ``_restore`` and ``EpochPlan``'s ``consumed``.
+        self._start_epoch = -1
+        self._start_consumed: dict[str, Consumed] = {}
+        self._start_round_robin = 0
+        self._plan_cache: tuple[int, EpochPlan] | None = None
         self.steps_per_epoch = len(self._plan(0))  # exact for the default sampler; epoch 0's count otherwise
         if self.steps_per_epoch < args.gradient_accumulation_steps:
             raise ValueError(
@@ -179,21 +188,7 @@ class TrainLoop:
         self.global_step = int(state["global_step"])
         self.epoch = int(state["epoch"])
         self.step_in_epoch = int(state["step_in_epoch"])
-        saved_world = int(state.get("world_size", self.rt.world_size))
-        if saved_world != self.rt.world_size and self.step_in_epoch:
-            # The data position is global: rows already consumed this epoch = steps x old global batch. Continue
-            # at the first new global batch that starts at or after that row count (exact for one dataset with the
-            # default sampler up to < one global batch; approximate for multi-dataset schedules).
-            consumed = self.step_in_epoch * self.args.per_device_train_batch_size * saved_world
-            new_global = self.args.per_device_train_batch_size * self.rt.world_size
-            self.step_in_epoch = -(-consumed // new_global)
-            logger.warning(
-                "Resuming with %d workers (checkpoint had %d): continuing at batch %d of epoch %d",
-                self.rt.world_size,
-                saved_world,
-                self.step_in_epoch,
-                self.epoch,
-            )
+        self._restore_data_position(state, Path(path))
         self.log_history = list(state.get("log_history", []))
         self.best_metric = state.get("best_metric")
         if self.rt.rank == 0:
@@ -207,18 +202,178 @@ class TrainLoop:
 
     # ------------------------------------------------------------------ data
     def _plan(self, epoch: int) -> EpochPlan:
+        """This worker's plan of ``epoch`` (cached for the current epoch)."""
+        if self._plan_cache is not None and self._plan_cache[0] == epoch:
+            return self._plan_cache[1]
+        resumed = epoch == self._start_epoch
+        plan = self._make_plan(
+            epoch,
+            self.args.per_device_train_batch_size * self.rt.world_size,
+            self._start_consumed if resumed else None,
+            self._start_round_robin if resumed else 0,
+        )
+        self._plan_cache = (epoch, plan)
+        return plan
+
+    def _make_plan(
+        self,
+        epoch: int,
+        global_batch_size: int,
+        consumed: dict[str, Consumed] | None = None,
+        round_robin_start: int = 0,
+    ) -> EpochPlan:
+        """The plan of ``epoch`` for a global batch size (a plan's batches depend only on that, not on the split
+        into workers), starting after ``consumed`` rows. ``rows(step, rank)`` needs the real per-device size."""
         args = self.args
+        per_device = args.per_device_train_batch_size
+        split = global_batch_size % per_device == 0
         return EpochPlan(
             {n: s.num_rows for n, s in self.p.sources.items()},
-            args.per_device_train_batch_size,
-            self.rt.world_size,
+            per_device if split else global_batch_size,
+            global_batch_size // per_device if split else 1,
             args.data_seed if args.data_seed is not None else args.seed,
             epoch,
             args.multi_dataset_batch_sampler.value,
             args.multi_dataset_weights,
             batch_sampler=args.batch_sampler.value,
             columns=self._columns,
+            consumed=consumed,
+            round_robin_start=round_robin_start,
         )
+
+    def _data_position(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The data position for a checkpoint: JSON-able state plus row-id arrays (non-default samplers)."""
+        plan = self._plan(self.epoch)
+        resumed = self.epoch == self._start_epoch
+        start = self._start_consumed if resumed else {}
+        consumed = plan.consumed_through(self.step_in_epoch)
+        names = list(self.p.sources)
+        arrays: dict[str, np.ndarray] = {}
+
+        def encode(values: dict[str, Consumed], key: str) -> dict[str, int]:
+            out = {}
+            for index, name in enumerate(names):
+                value = values.get(name, 0)
+                if isinstance(value, (int, np.integer)):
+                    out[name] = int(value)
+                else:  # row ids -> a bitmap over the dataset's rows
+                    mask = np.zeros(self.p.sources[name].num_rows, dtype=bool)
+                    mask[np.asarray(value, dtype=np.int64)] = True
+                    arrays[f"{key}_{index}"] = np.packbits(mask)
+                    out[name] = int(mask.sum())
+            return out
+
+        position = {
+            "epoch": self.epoch,
+            "global_batch_size": plan.global_batch_size,
+            "datasets": names,
+            "plan_start": encode(start, "plan_start"),
+            "plan_round_robin_start": self._start_round_robin if resumed else 0,
+            "rows_consumed": encode(consumed, "rows_consumed"),
+            "round_robin_next": plan.round_robin_next(self.step_in_epoch),
+            "row_sets": DATA_POSITION_FILE if arrays else None,
+        }
+        return position, arrays
+
+    def _restore_data_position(self, state: dict[str, Any], path: Path) -> None:
+        """Put the data position of a checkpoint in place, for the same or another global batch size.
+
+        Same global batch size: the epoch's plan is rebuilt as it was and ``step_in_epoch`` continues in it (bit
+        for bit the uninterrupted run). Another one (other worker count or per-device batch): the rest of the
+        epoch is planned from the rows the checkpoint says were trained (``EpochPlan``'s ``consumed``: exact for
+        one dataset with the default sampler, every row at most once otherwise), and, for a run set by
+        ``num_train_epochs``, ``max_steps`` and the LR schedule are recomputed for the new steps per epoch.
+        Checkpoints without a recorded position (older ones) get it recomputed from the plan they trained on.
+        """
+        args = self.args
+        new_global = args.per_device_train_batch_size * self.rt.world_size
+        saved_world = int(state.get("world_size", self.rt.world_size))
+        position = state.get("data_position")
+        if position and int(position.get("epoch", -1)) != self.epoch:
+            position = None
+        old_global = int(
+            position["global_batch_size"]
+            if position
+            else state.get("global_batch_size", args.per_device_train_batch_size * saved_world)
+        )
+        start = consumed = None
+        round_robin_start = round_robin_next = 0
+        if position:
+            arrays: dict[str, np.ndarray] = {}
+            if position.get("row_sets"):
+                with np.load(path / position["row_sets"], allow_pickle=False) as npz:
+                    arrays = {k: npz[k] for k in npz.files}
+            start = self._decode_rows(position, "plan_start", arrays)
+            consumed = self._decode_rows(position, "rows_consumed", arrays)
+            round_robin_start = int(position.get("plan_round_robin_start", 0))
+            round_robin_next = int(position.get("round_robin_next", 0))
+        if old_global == new_global:
+            if start and any(not isinstance(v, int) or v for v in start.values()):
+                self._set_start(self.epoch, start, round_robin_start)  # the resumed plan it was in, again
+                self._recount_max_steps()
+            return
+        if consumed is None:  # an older checkpoint: the plan it trained on, from its own global batch size
+            old_plan = self._make_plan(self.epoch, old_global)
+            consumed = old_plan.consumed_through(self.step_in_epoch)
+            round_robin_next = old_plan.round_robin_next(self.step_in_epoch)
+        old_step = self.step_in_epoch
+        self._set_start(self.epoch, consumed, round_robin_next)
+        self.step_in_epoch = 0
+        logger.warning(
+            "Resuming with a global batch of %d (%d workers; the checkpoint had %d on %d): epoch %d continues "
+            "after the %s rows trained in its first %d steps, in %d new steps",
+            new_global,
+            self.rt.world_size,
+            old_global,
+            saved_world,
+            self.epoch,
+            {n: (v if isinstance(v, int) else len(v)) for n, v in consumed.items()},
+            old_step,
+            len(self._plan(self.epoch)),
+        )
+        self._recount_max_steps()
+
+    def _recount_max_steps(self) -> None:
+        """For an epoch budget (``max_steps`` not set) in a resumed, shortened epoch: the optimizer steps left are
+        the rest of this epoch plus the later epochs, in the current global batches; the LR schedule follows."""
+        args = self.args
+        if args.max_steps > 0:
+            return
+        left = len(self._plan(self.epoch)) - self.step_in_epoch
+        remaining = left + (args.num_train_epochs - self.epoch - 1) * self.steps_per_epoch
+        self.max_steps = self.global_step + max(
+            math.ceil(remaining / args.gradient_accumulation_steps - 1e-9), 0
+        )
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        saved = self.scheduler.state_dict()
+        self.scheduler = build_scheduler(self.optimizer, args, self.max_steps)
+        self.scheduler.load_state_dict(saved)
+        lambdas = getattr(self.scheduler, "lr_lambdas", None)
+        if lambdas is not None:  # the next step's rate on the new schedule, not the old one's
+            step = self.scheduler.last_epoch
+            lrs = [base * fn(step) for base, fn in zip(self.scheduler.base_lrs, lambdas)]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+
+    def _decode_rows(
+        self, position: dict[str, Any], key: str, arrays: dict[str, np.ndarray]
+    ) -> dict[str, Consumed]:
+        out: dict[str, Consumed] = {}
+        for index, name in enumerate(position.get("datasets", list(self.p.sources))):
+            if name not in self.p.sources:
+                continue
+            bitmap = arrays.get(f"{key}_{index}")
+            if bitmap is None:
+                out[name] = int(position.get(key, {}).get(name, 0))
+            else:
+                rows = self.p.sources[name].num_rows
+                out[name] = np.flatnonzero(np.unpackbits(bitmap, count=rows)).astype(np.int64)
+        return out
+
+    def _set_start(self, epoch: int, consumed: dict[str, Consumed], round_robin_start: int) -> None:
+        self._start_epoch, self._start_consumed = epoch, dict(consumed)
+        self._start_round_robin = round_robin_start
+        self._plan_cache = None
 
     def _columns(self, name: str) -> tuple[list[tuple], list | None]:
         """Row texts (all input columns) and labels of a dataset, for the duplicate-/label-aware samplers."""
@@ -428,7 +583,10 @@ class TrainLoop:
             self.best_metric = value
 
     def _epoch_progress(self) -> float:
-        return self.epoch + self.step_in_epoch / max(self.steps_per_epoch, 1)
+        step = self.step_in_epoch
+        if self.epoch == self._start_epoch:  # a resumed epoch's plan covers only the steps that were left
+            step += max(self.steps_per_epoch - len(self._plan(self.epoch)), 0)
+        return self.epoch + step / max(self.steps_per_epoch, 1)
 
     def _evaluate(self) -> dict[str, float]:
         if self.rt.rank != 0:
@@ -446,12 +604,17 @@ class TrainLoop:
         import tempfile
 
         directory = Path(tempfile.mkdtemp(prefix=f"raystx-ckpt-{self.rt.rank}-"))
+        position, row_sets = self._data_position()
+        if row_sets and self.rt.rank == 0:  # before write_checkpoint, so its manifest covers the file
+            np.savez_compressed(directory / DATA_POSITION_FILE, **row_sets)
         state = {
             "global_step": self.global_step,
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "max_steps": self.max_steps,
             "world_size": self.rt.world_size,
+            "global_batch_size": position["global_batch_size"],
+            "data_position": position,
             "metrics": metrics,
             "log_history": self.log_history,
             "best_metric": self.best_metric,
