@@ -76,35 +76,80 @@ class _Packing:
 
     def __init__(self, attention_mask: Tensor) -> None:
         self.batch, self.length = attention_mask.shape
-        self.index = attention_mask.reshape(-1).nonzero().squeeze(1)
-        # (batch, 1, 1, length) True where a key is a real token
-        self.key_mask = attention_mask.bool()[:, None, None, :]
+        real = attention_mask.bool()
+        self.dense = bool(
+            real.all()
+        )  # no padding at all (common in length-sorted encode batches): views only
+        self.index = real.reshape(-1).nonzero().squeeze(1)
+        self.rows, self.positions = self.index // self.length, self.index % self.length
+        # (batch, 1, 1, length) True where a key is a real token; None when every key is real
+        self.key_mask = None if self.dense else real[:, None, None, :]
 
     def pack(self, padded: Tensor) -> Tensor:
-        return padded.reshape(self.batch * self.length, *padded.shape[2:]).index_select(0, self.index)
+        """(batch, length, *rest) -> (tokens, *rest)."""
+        if self.dense:
+            return padded.reshape(self.batch * self.length, *padded.shape[2:])
+        return padded[self.rows, self.positions]
 
     def unpack(self, packed: Tensor) -> Tensor:
+        """(tokens, *rest) -> (batch, length, *rest) with zeros at padding positions."""
+        if self.dense:
+            return packed.view(self.batch, self.length, *packed.shape[1:])
         out = packed.new_zeros(self.batch * self.length, *packed.shape[1:])
         return out.index_copy(0, self.index, packed).view(self.batch, self.length, *packed.shape[1:])
+
+
+def _qkv_parameters(attn: torch.nn.Module) -> tuple[Tensor, Tensor | None]:
+    """Q, K and V projections as one (3 * hidden, hidden) weight (and bias), for a single GEMM.
+
+    Concatenated on every call while gradients are on (the weights change each step); cached on the module
+    otherwise (inference), keyed by the tensors' identity and version so an in-place update invalidates it.
+    """
+    parts = (attn.query, attn.key, attn.value)
+    tensors = [t for lin in parts for t in (lin.weight, lin.bias) if t is not None]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        weight = torch.cat([lin.weight for lin in parts])
+        bias = None if attn.query.bias is None else torch.cat([lin.bias for lin in parts])
+        return weight, bias
+    key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+    cached = getattr(attn, "_raystx_qkv", None)
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            weight = torch.cat([lin.weight for lin in parts])
+            bias = None if attn.query.bias is None else torch.cat([lin.bias for lin in parts])
+        cached = (key, weight, bias)
+        object.__setattr__(attn, "_raystx_qkv", cached)  # not a registered buffer: never saved
+    return cached[1], cached[2]
+
+
+# Below this many positions, inference attention runs as two batched matmuls and a softmax: CPU
+# ``scaled_dot_product_attention`` has a fixed cost per call that dominates for short texts (about 2x slower
+# at 10-40 tokens on a 2-core machine); from here on its fused kernel wins.
+SHORT_ATTENTION = 64
+
+
+def _attention(q: Tensor, k: Tensor, v: Tensor, packing: _Packing, dropout: float, scale: float) -> Tensor:
+    """Softmax attention over real keys only; (batch, heads, length, head_dim) in and out."""
+    if packing.length <= SHORT_ATTENTION and q.device.type == "cpu" and not torch.is_grad_enabled():
+        scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+        if packing.key_mask is not None:
+            scores = scores.masked_fill(~packing.key_mask, float("-inf"))
+        return torch.matmul(scores.softmax(dim=-1), v)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=packing.key_mask, dropout_p=dropout, scale=scale)
 
 
 def _layer_forward(layer: torch.nn.Module, hidden: Tensor, packing: _Packing) -> Tensor:
     """One encoder layer on packed ``hidden`` (tokens, hidden_size) -> (tokens, hidden_size)."""
     attn = layer.attention.self
     heads = int(attn.num_attention_heads)
-    weight = torch.cat([attn.query.weight, attn.key.weight, attn.value.weight])
-    bias = None
-    if attn.query.bias is not None:
-        bias = torch.cat([attn.query.bias, attn.key.bias, attn.value.bias])
+    weight, bias = _qkv_parameters(attn)
     qkv = F.linear(hidden, weight, bias)  # one GEMM for Q, K and V
     size = qkv.shape[-1] // 3
     padded = packing.unpack(qkv).view(packing.batch, packing.length, 3, heads, size // heads)
     q, k, v = padded.permute(2, 0, 3, 1, 4).unbind(0)  # each (batch, heads, length, head_dim)
     p = float(getattr(attn.dropout, "p", 0.0)) if attn.training and hasattr(attn, "dropout") else 0.0
-    context = F.scaled_dot_product_attention(
-        q, k, v, attn_mask=packing.key_mask, dropout_p=p, scale=float(attn.scaling)
-    )
-    context = packing.pack(context.transpose(1, 2).reshape(packing.batch, packing.length, size))
+    context = _attention(q, k, v, packing, p, float(attn.scaling))
+    context = packing.pack(context.transpose(1, 2)).reshape(-1, size)  # one gather, no padded copy
 
     out = layer.attention.output
     hidden = out.LayerNorm(out.dropout(out.dense(context)) + hidden)

@@ -122,3 +122,24 @@ def test_packed_training_with_dropout_is_reproducible_and_finite(tiny_bert_dir):
         mine, _ = packed_forward(model, inputs)
     real = inputs["attention_mask"].bool()
     torch.testing.assert_close(mine[real], ref[real], atol=1e-5, rtol=1e-5)
+
+
+def test_inference_reuses_fused_qkv_until_the_weights_change():
+    model = _models()[0].eval()
+    inputs = _batch(120, [5, 5, 5], seed=2)  # no padding at all: the view-only path
+    with torch.inference_mode():
+        first, _ = packed_forward(model, inputs)
+    attn = model.encoder.layer[0].attention.self
+    cached = attn._raystx_qkv
+    with torch.inference_mode():
+        packed_forward(model, inputs)
+    assert attn._raystx_qkv is cached  # reused, not rebuilt
+    with torch.no_grad():
+        attn.value.weight.add_(torch.randn_like(attn.value.weight))  # a step between two evaluations
+    with torch.inference_mode():
+        after, _ = packed_forward(model, inputs)
+        ref = model(**inputs).last_hidden_state
+    assert attn._raystx_qkv is not cached
+    assert (after - first).abs().max() > 1e-3
+    torch.testing.assert_close(after, ref, atol=1e-5, rtol=1e-5)
+    assert "_raystx_qkv" not in dict(model.state_dict())
