@@ -31,7 +31,13 @@ from raystx.train.checkpoint import (
     sorted_checkpoints,
     write_checkpoint,
 )
-from raystx.train.optim import build_optimizer, build_scheduler, sync_gradients, unique_parameters
+from raystx.train.optim import (
+    build_optimizer,
+    build_scheduler,
+    row_sparse_flags,
+    sync_gradients,
+    unique_parameters,
+)
 from raystx.train.runtime import Runtime
 
 logger = logging.getLogger("raystx.train")
@@ -109,6 +115,7 @@ class TrainLoop:
             self.model.gradient_checkpointing_enable()
         named = unique_parameters([self.model, *self.losses.values()])
         self.params = [p for _, p in named]
+        self.row_sparse = row_sparse_flags([self.model, *self.losses.values()], self.params)
         self.optimizer = build_optimizer(named, args)
         self.opened = {name: src.open() for name, src in payload.sources.items()}
         # The data position: the epoch's plan may start after rows an earlier run (with another global batch
@@ -476,7 +483,7 @@ class TrainLoop:
 
     def _optimizer_step(self) -> bool:
         """Sync grads, clip, step. Returns False (and zeroes grads) when any rank's loss was non-finite."""
-        any_bad = sync_gradients(self.params, self._bad)
+        any_bad = sync_gradients(self.params, self._bad, self.row_sparse)
         if any_bad:
             self.optimizer.zero_grad(set_to_none=True)
             self.consecutive_bad += 1

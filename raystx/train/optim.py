@@ -66,29 +66,73 @@ def build_scheduler(
     )
 
 
-def sync_gradients(params: list[nn.Parameter], local_bad: bool) -> bool:
+# An embedding table this large has its gradient synced row-sparsely (only rows some rank's batch touched).
+ROW_SPARSE_MIN_ROWS = 1024
+# ... unless the touched rows are more than this share of the table; then dense is cheaper.
+ROW_SPARSE_MAX_SHARE = 0.5
+
+
+def row_sparse_flags(modules: Iterable[nn.Module], params: list[nn.Parameter]) -> list[bool]:
+    """For each of ``params``: True if it is a large ``nn.Embedding``/``EmbeddingBag`` table (sparse rows)."""
+    tables = {
+        id(m.weight)
+        for module in modules
+        for m in module.modules()
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.num_embeddings >= ROW_SPARSE_MIN_ROWS
+    }
+    return [id(p) in tables for p in params]
+
+
+def _grads(params: list[nn.Parameter]) -> list[torch.Tensor]:
+    return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
+def sync_gradients(params: list[nn.Parameter], local_bad: bool, row_sparse: list[bool] | None = None) -> bool:
     """Average gradients over ranks in one flat all-reduce; returns True if any rank had a non-finite loss.
 
     The bad-step flag rides in the same buffer, so skipping a step costs no extra collective and every rank
     takes the same decision. Parameters without a gradient (e.g. an unused pooler) count as zero.
+
+    ``row_sparse[i]`` marks an embedding table (see ``row_sparse_flags``): a batch touches a few thousand of its
+    rows (token ids) and every other row's gradient is exactly zero on every rank. A first, small all-reduce
+    takes the union of the rows each rank touched (and carries the bad-step flag); the flat all-reduce then
+    carries only those rows. For MiniLM that is about half the bytes of a dense sync, with the same result.
     """
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     if not distributed:
         return local_bad
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    grads = _grads(params)
     device = grads[0].device if grads else torch.device("cpu")
     flag = torch.tensor([1.0 if local_bad else 0.0], device=device, dtype=torch.float32)
-    flat = torch.cat([g.reshape(-1).float() for g in grads] + [flag])
+    sparse = [i for i, s in enumerate(row_sparse or []) if s and grads[i].dim() == 2]
+    rows: dict[int, torch.Tensor] = {}
+    if sparse:
+        touched = [(grads[i] != 0).any(dim=1).float() for i in sparse]
+        union = torch.cat([*touched, flag])
+        dist.all_reduce(union, op=dist.ReduceOp.SUM)
+        flag = union[-1:]
+        offset = 0
+        for i, mask in zip(sparse, touched):
+            hit = union[offset : offset + mask.numel()] > 0
+            offset += mask.numel()
+            if hit.sum().item() <= ROW_SPARSE_MAX_SHARE * mask.numel():  # same union, same choice, every rank
+                rows[i] = hit.nonzero().squeeze(1)
+    parts = [g[rows[i]] if i in rows else g for i, g in enumerate(grads)]
+    flat = torch.cat([g.reshape(-1).float() for g in parts] + [flag])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     any_bad = bool(flat[-1].item() > 0)
     flat = flat[:-1] / dist.get_world_size()
     offset = 0
-    for p, g in zip(params, grads):
-        n = g.numel()
-        chunk = flat[offset : offset + n].view_as(g).to(g.dtype)
-        if p.grad is None:
+    for i, (p, g) in enumerate(zip(params, grads)):
+        n = parts[i].numel()
+        chunk = flat[offset : offset + n].view_as(parts[i]).to(g.dtype)
+        offset += n
+        if i in rows:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            p.grad.index_copy_(0, rows[i], chunk)  # untouched rows are zero on every rank already
+        elif p.grad is None:
             p.grad = chunk.clone()
         else:
             p.grad.copy_(chunk)
-        offset += n
     return any_bad
