@@ -124,6 +124,7 @@ class TrainLoop:
         self._start_consumed: dict[str, Consumed] = {}
         self._start_round_robin = 0
         self._plan_cache: tuple[int, EpochPlan] | None = None
+        self._last_report = -math.inf
         self.steps_per_epoch = len(self._plan(0))  # exact for the default sampler; epoch 0's count otherwise
         if self.steps_per_epoch < args.gradient_accumulation_steps:
             raise ValueError(
@@ -537,11 +538,16 @@ class TrainLoop:
         if not (log or evaluate or save):
             return
         metrics: dict[str, Any] = {"step": step, "epoch": round(self._epoch_progress(), 4)}
+        report_due = False
         if log and running_steps:
             from raystx.distributed import all_reduce_mean
 
             keys = sorted(running)
-            values = all_reduce_mean(torch.stack([torch.as_tensor(running[k]).float().cpu() for k in keys]))
+            # Rank 0's "a metrics-only report is due" rides along, so every rank makes the same report calls.
+            due = self.rt.rank == 0 and time.monotonic() - self._last_report >= self.rt.min_report_interval_s
+            stacked = [torch.as_tensor(running[k]).float().cpu() for k in keys]
+            values = all_reduce_mean(torch.stack([*stacked, torch.tensor(float(due))]))
+            report_due, values = bool(values[-1] > 0), values[:-1]
             metrics.update({k: float(v) / running_steps for k, v in zip(keys, values)})
             metrics["learning_rate"] = float(self.scheduler.get_last_lr()[0])
             metrics["elapsed_s"] = round(time.perf_counter() - started, 4)
@@ -578,7 +584,11 @@ class TrainLoop:
             checkpoint_dir = self._write_checkpoint(metrics)
             self.callbacks.call("on_save", args, self.trainer_state(), checkpoint_dir, model=self.model)
         metrics["done"] = bool(done)
-        self.rt.report(metrics, checkpoint_dir, name)
+        # Logs reach the driver through the progress channel; a metrics-only Ray report is only sent once per
+        # controller poll interval (it would block the step otherwise). Eval, checkpoint and final reports always go.
+        if save or evaluate or done or report_due:
+            self.rt.report(metrics, checkpoint_dir, name)
+            self._last_report = time.monotonic()
 
     def _track_best(self, eval_metrics: dict[str, float]) -> None:
         key = self.p.best_metric_key

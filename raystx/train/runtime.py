@@ -6,6 +6,7 @@ code trains in a ``TorchTrainer`` and in a single process without Ray (``bench/g
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +22,9 @@ class Runtime:
     local_rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
+    # Metrics-only reports closer together than this are thinned out (checkpoint, eval and final reports never):
+    # Ray Train takes one pending report per worker per controller poll, so more frequent ones block the loop.
+    min_report_interval_s: float = 0.0
 
     def report(
         self, metrics: dict[str, Any], checkpoint_dir: Path | None, checkpoint_name: str | None
@@ -74,6 +78,8 @@ class RayRuntime(Runtime):
         self.device = ray.train.torch.get_device()
         self._tmp = Path(tempfile.mkdtemp(prefix="raystx-ckpt-"))
         self._restored: Path | None = None
+        # the Train controller polls workers (and takes one queued report from each) at this interval
+        self.min_report_interval_s = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2"))
 
     def report(self, metrics, checkpoint_dir, checkpoint_name):
         import ray.train
