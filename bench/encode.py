@@ -8,10 +8,6 @@ side is warmed up on one batch, then timed ``--repeats`` times with the order of
 the best run of each counts (the least disturbed by other load on a shared machine). Prints sentences/s, the
 ratio raystx / sentence-transformers (target >= 1.2x) and the largest absolute difference between the two
 embedding matrices (must stay below 1e-4).
-
-Two more raystx rows break the gain down: ``fixed batches`` keeps every batch at ``--batch-size`` texts
-(``ENCODE_MAX_GROWTH = 1``; by default later, shorter batches take more texts up to the first batch's padded
-tokens, at most 4x), and ``HF forward`` also turns the packed (padding-free) forward off.
 """
 
 from __future__ import annotations
@@ -40,23 +36,6 @@ def load_sentences(data_dir: Path, n: int) -> list[str]:
         if len(seen) >= n:
             break
     return list(seen)[:n]
-
-
-class _Variant:
-    """A raystx model encoding with batch growth and/or the packed forward switched off."""
-
-    def __init__(self, model, growth: int, packed: bool) -> None:
-        self.model, self.growth, self.packed = model, growth, packed
-
-    def encode(self, *args, **kwargs):
-        import raystx.models.sentence_transformer as st_module
-
-        saved = st_module.ENCODE_MAX_GROWTH, self.model[0].packed
-        st_module.ENCODE_MAX_GROWTH, self.model[0].packed = self.growth, self.packed
-        try:
-            return self.model.encode(*args, **kwargs)
-        finally:
-            st_module.ENCODE_MAX_GROWTH, self.model[0].packed = saved
 
 
 def time_encode(model, sentences: list[str], batch_size: int):
@@ -89,9 +68,6 @@ def main() -> None:
     }
     for model in models.values():
         model.max_seq_length = MAX_LEN
-    models["fixed"] = _Variant(models["raystx"], growth=1, packed=True)
-    models["hf"] = _Variant(models["raystx"], growth=1, packed=False)
-    for model in models.values():
         model.encode(sentences[: args.batch_size], batch_size=args.batch_size, show_progress_bar=False)
 
     best = {name: float("inf") for name in models}
@@ -114,13 +90,6 @@ def main() -> None:
         [
             ("sentence-transformers encode (baseline)", f"{st:.1f} sentences/s", "1.00x", ""),
             ("raystx encode", f"{ours:.1f} sentences/s", f"{ours / st:.2f}x", "target >= 1.2x"),
-            *[
-                (label, f"{rate:.1f} sentences/s", f"{rate / st:.2f}x", note)
-                for label, rate, note in (
-                    ("raystx, fixed batches", len(sentences) / best["fixed"], "packed forward only"),
-                    ("raystx, HF forward", len(sentences) / best["hf"], "fixed batches, padding computed"),
-                )
-            ],
             (
                 "max |raystx - ST| embedding",
                 f"{diff:.2e}",

@@ -297,32 +297,15 @@ class SentenceTransformer(nn.Sequential):
         self.eval()
         try:
             with torch.inference_mode():
-                progress = None
+                batches = range(0, len(order), batch_size)
                 if show_progress_bar:
                     from tqdm.auto import tqdm
 
-                    progress = tqdm(total=len(order), desc="Sentences", unit="sent")
-                skips_padding = getattr(self._first_module(), "skips_padding", None)
-                packed = bool(skips_padding is not None and skips_padding())
-                budget: int | None = None  # padded tokens of the first (longest) batch
-                start, size = 0, batch_size
-                while start < len(order):
-                    idx = order[start : start + size]
-                    start += len(idx)
+                    batches = tqdm(batches, desc="Batches")
+                for start in batches:
+                    idx = order[start : start + batch_size]
                     features = self.tokenize([texts[i] for i in idx], prompt=prompt_text)
-                    mask = features.get("attention_mask")
-                    if packed and mask is not None and mask.dim() == 2:
-                        # Texts come longest first. A packed encoder spends nothing on padding, so later (shorter)
-                        # batches take more texts, up to the padded tokens of the first batch (its memory) and
-                        # ENCODE_MAX_GROWTH x batch_size texts. Each text's embedding does not depend on its batch-mates.
-                        budget = budget or int(mask.numel())
-                        size = max(
-                            batch_size,
-                            min(ENCODE_MAX_GROWTH * batch_size, budget // max(int(mask.shape[1]), 1)),
-                        )
                     out = self.forward(batch_to_device(features, run_device))
-                    if progress is not None:
-                        progress.update(len(idx))
                     rows = self._collect(
                         out, output_value, len(idx), normalize_embeddings, truncate_dim, convert_to_numpy
                     )
@@ -492,10 +475,6 @@ class SentenceTransformer(nn.Sequential):
     def save_pretrained(self, path: str | os.PathLike, **kwargs: Any) -> None:
         """Same as ``save``."""
         self.save(path, **kwargs)
-
-
-# How many times batch_size texts one encode batch may grow to when shorter texts leave room (see encode)
-ENCODE_MAX_GROWTH = 4
 
 
 def _text_length(item: Any) -> int:

@@ -204,13 +204,7 @@ class Transformer(ModelModule):
     # -- forward -------------------------------------------------------------------------------------------
     def _use_packed(self, inputs: dict[str, Any]) -> bool:
         """Whether this forward can skip padding (see ``raystx.models.packed``): supported model, mask given."""
-        if "attention_mask" not in inputs or "input_ids" not in inputs:
-            return False
-        return self.skips_padding()
-
-    def skips_padding(self) -> bool:
-        """True when ``forward`` computes nothing for padding tokens (the packed forward is on and applies)."""
-        if not self.packed:
+        if not self.packed or "attention_mask" not in inputs or "input_ids" not in inputs:
             return False
         model = self.auto_model
         checkpointing = getattr(type(model), "is_activation_checkpointing", None)  # transformers >= 5.x name

@@ -143,27 +143,3 @@ def test_inference_reuses_fused_qkv_until_the_weights_change():
     assert (after - first).abs().max() > 1e-3
     torch.testing.assert_close(after, ref, atol=1e-5, rtol=1e-5)
     assert "_raystx_qkv" not in dict(model.state_dict())
-
-
-def test_encode_fills_later_batches_up_to_the_first_batchs_tokens(tiny_bert_dir, monkeypatch):
-    model = SentenceTransformer(modules=[Transformer(str(tiny_bert_dir)), Pooling(32, "mean")])
-    long = make_sentences(4, seed=1, min_len=40, max_len=40)
-    short = make_sentences(60, seed=2, min_len=2, max_len=3)
-    texts = short[:30] + long + short[30:]
-    shapes: list[tuple[int, int]] = []
-    forward = model.forward
-    monkeypatch.setattr(
-        model, "forward", lambda f, **k: shapes.append(tuple(f["attention_mask"].shape)) or forward(f, **k)
-    )
-    fast = model.encode(texts, batch_size=4, convert_to_tensor=True)
-    assert shapes[0][0] == 4  # the longest texts first, batch_size of them
-    budget = shapes[0][0] * shapes[0][1]
-    assert all(rows <= 8 * 4 for rows, _ in shapes) and max(rows for rows, _ in shapes) > 4
-    assert all(rows * length <= budget for rows, length in shapes[1:])
-    assert sum(rows for rows, _ in shapes) == len(texts)
-
-    shapes.clear()
-    model[0].packed = False  # the Hugging Face forward pays for padding: fixed batches
-    slow = model.encode(texts, batch_size=4, convert_to_tensor=True)
-    assert {rows for rows, _ in shapes} == {4}
-    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-5)
