@@ -38,12 +38,12 @@ from raystx.train.optim import (
     sync_gradients,
     unique_parameters,
 )
+from raystx.train.position import DATA_POSITION_FILE, decode_consumed, encode_consumed
 from raystx.train.runtime import Runtime
 
 logger = logging.getLogger("raystx.train")
 
 # Row ids already trained this epoch (bitmaps), written into a checkpoint for the non-default batch samplers.
-DATA_POSITION_FILE = "data_position.npz"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -256,20 +256,11 @@ class TrainLoop:
         start = self._start_consumed if resumed else {}
         consumed = plan.consumed_through(self.step_in_epoch)
         names = list(self.p.sources)
+        sizes = {n: src.num_rows for n, src in self.p.sources.items()}
         arrays: dict[str, np.ndarray] = {}
 
         def encode(values: dict[str, Consumed], key: str) -> dict[str, int]:
-            out = {}
-            for index, name in enumerate(names):
-                value = values.get(name, 0)
-                if isinstance(value, (int, np.integer)):
-                    out[name] = int(value)
-                else:  # row ids -> a bitmap over the dataset's rows
-                    mask = np.zeros(self.p.sources[name].num_rows, dtype=bool)
-                    mask[np.asarray(value, dtype=np.int64)] = True
-                    arrays[f"{key}_{index}"] = np.packbits(mask)
-                    out[name] = int(mask.sum())
-            return out
+            return encode_consumed(values, key, names, sizes, arrays)
 
         position = {
             "epoch": self.epoch,
@@ -366,17 +357,7 @@ class TrainLoop:
     def _decode_rows(
         self, position: dict[str, Any], key: str, arrays: dict[str, np.ndarray]
     ) -> dict[str, Consumed]:
-        out: dict[str, Consumed] = {}
-        for index, name in enumerate(position.get("datasets", list(self.p.sources))):
-            if name not in self.p.sources:
-                continue
-            bitmap = arrays.get(f"{key}_{index}")
-            if bitmap is None:
-                out[name] = int(position.get(key, {}).get(name, 0))
-            else:
-                rows = self.p.sources[name].num_rows
-                out[name] = np.flatnonzero(np.unpackbits(bitmap, count=rows)).astype(np.int64)
-        return out
+        return decode_consumed(position, key, {n: s.num_rows for n, s in self.p.sources.items()}, arrays)
 
     def _set_start(self, epoch: int, consumed: dict[str, Consumed], round_robin_start: int) -> None:
         self._start_epoch, self._start_consumed = epoch, dict(consumed)
