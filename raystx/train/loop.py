@@ -32,10 +32,10 @@ from raystx.train.checkpoint import (
     write_checkpoint,
 )
 from raystx.train.optim import (
+    GradientSync,
     build_optimizer,
     build_scheduler,
     row_sparse_flags,
-    sync_gradients,
     unique_parameters,
 )
 from raystx.train.position import DATA_POSITION_FILE, decode_consumed, encode_consumed
@@ -115,7 +115,9 @@ class TrainLoop:
             self.model.gradient_checkpointing_enable()
         named = unique_parameters([self.model, *self.losses.values()])
         self.params = [p for _, p in named]
-        self.row_sparse = row_sparse_flags([self.model, *self.losses.values()], self.params)
+        self.grad_sync = GradientSync(
+            self.params, row_sparse_flags([self.model, *self.losses.values()], self.params)
+        )
         self.optimizer = build_optimizer(named, args)
         self.opened = {name: src.open() for name, src in payload.sources.items()}
         # The data position: the epoch's plan may start after rows an earlier run (with another global batch
@@ -465,9 +467,9 @@ class TrainLoop:
 
     def _optimizer_step(self) -> bool:
         """Sync grads, clip, step. Returns False (and zeroes grads) when any rank's loss was non-finite."""
-        any_bad = sync_gradients(self.params, self._bad, self.row_sparse)
+        any_bad = self.grad_sync.sync(self._bad)
         if any_bad:
-            self.optimizer.zero_grad(set_to_none=True)
+            self.grad_sync.zero_grad(self.optimizer)
             self.consecutive_bad += 1
             if self.rt.rank == 0:
                 logger.warning(
@@ -494,7 +496,7 @@ class TrainLoop:
         else:
             self.optimizer.step()
         self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.grad_sync.zero_grad(self.optimizer)
         return True
 
     # ------------------------------------------------------------------ log / eval / save

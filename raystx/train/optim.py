@@ -136,3 +136,81 @@ def sync_gradients(params: list[nn.Parameter], local_bad: bool, row_sparse: list
         else:
             p.grad.copy_(chunk)
     return any_bad
+
+
+class GradientSync:
+    """Average gradients over ranks with the dense ones living in one flat buffer, so the all-reduce needs no copy.
+
+    On more than one rank, every float32 parameter that is not a row-sparse embedding table (``row_sparse``) gets
+    ``p.grad`` as a view into one flat buffer (autograd accumulates into an existing gradient in place, so the
+    views stay), and ``sync`` all-reduces that buffer in place instead of concatenating the gradients (a 48 MB
+    copy per step for MiniLM) and copying them back. Embedding tables go row-sparse as in ``sync_gradients``.
+    ``zero_grad`` zeroes the buffer (the views stay) and drops the other gradients. A gradient that was replaced
+    rather than accumulated (its storage is no longer the buffer's) is copied back in before the all-reduce, so the
+    result is always the average of what the parameters hold. On one rank this is plain ``zero_grad``/no sync.
+    """
+
+    def __init__(self, params: list[nn.Parameter], row_sparse: list[bool] | None = None) -> None:
+        self.params = params
+        self.row_sparse = list(row_sparse or [False] * len(params))
+        self.world_size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        self.buffer: torch.Tensor | None = None
+        self.slots: list[tuple[nn.Parameter, int, int]] = []  # (parameter, offset, numel) in the buffer
+        self.others: list[int] = list(range(len(params)))  # indices synced through sync_gradients' path
+        if self.world_size <= 1 or not params:
+            return
+        device = params[0].device
+        chosen = [
+            i
+            for i, p in enumerate(params)
+            if not self.row_sparse[i] and p.dtype == torch.float32 and p.device == device
+        ]
+        total = sum(params[i].numel() for i in chosen)
+        self.buffer = torch.zeros(total + 1, dtype=torch.float32, device=device)  # last slot: bad-step flag
+        offset = 0
+        for i in chosen:
+            p = params[i]
+            self.slots.append((p, offset, p.numel()))
+            if p.grad is not None:
+                self.buffer[offset : offset + p.numel()].copy_(p.grad.reshape(-1))
+            p.grad = self.buffer[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+        self.others = [i for i in range(len(params)) if i not in set(chosen)]
+
+    def _reattach(self) -> None:
+        assert self.buffer is not None
+        for p, offset, n in self.slots:
+            view = self.buffer[offset : offset + n]
+            if p.grad is None:
+                view.zero_()
+            elif p.grad.data_ptr() != view.data_ptr():
+                view.copy_(p.grad.reshape(-1))
+            else:
+                continue
+            p.grad = view.view_as(p)
+
+    def sync(self, local_bad: bool) -> bool:
+        """Average gradients over ranks; True if any rank had a non-finite loss (every rank gets the same)."""
+        if self.buffer is None:
+            return sync_gradients(self.params, local_bad, self.row_sparse)
+        self._reattach()
+        others = [self.params[i] for i in self.others]
+        any_bad = (
+            sync_gradients(others, local_bad, [self.row_sparse[i] for i in self.others])
+            if others
+            else local_bad
+        )
+        self.buffer[-1] = 1.0 if any_bad else 0.0
+        dist.all_reduce(self.buffer, op=dist.ReduceOp.SUM)
+        any_bad = bool(self.buffer[-1].item() > 0)
+        self.buffer[:-1].div_(self.world_size)
+        return any_bad
+
+    def zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
+        """Zero the gradients for the next step (buffer views kept, the rest set to None)."""
+        if self.buffer is None:
+            optimizer.zero_grad(set_to_none=True)
+            return
+        self.buffer.zero_()
+        for i in self.others:
+            self.params[i].grad = None

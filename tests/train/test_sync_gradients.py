@@ -63,3 +63,36 @@ def test_dense_fallback_when_most_rows_are_touched():
     for result in results:
         for got, want in zip(result["grads"], expected):
             torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+
+
+def _buffer_sync(rank: int, world_size: int, ids_per_rank: list[list[int]], replace_rank: int):
+    from raystx.train.optim import GradientSync, row_sparse_flags
+
+    model = _model()
+    params = list(model.parameters())
+    sync = GradientSync(params, row_sparse_flags([model], params))
+    optimizer = torch.optim.SGD(params, lr=0.0)
+    results = []
+    for step in range(2):  # two steps: the buffer must be zeroed in between, its views kept
+        sync.zero_grad(optimizer)
+        ids = torch.tensor(ids_per_rank[rank])
+        model(ids).pow(2).sum().mul(rank + 1).backward()
+        in_buffer = [p.grad.data_ptr() == sync.buffer[o : o + n].data_ptr() for p, o, n in sync.slots]
+        if rank == replace_rank and step == 1:
+            params[1].grad = params[1].grad.clone()  # code that replaces a gradient instead of accumulating
+        bad = sync.sync(local_bad=False)
+        results.append({"bad": bad, "in_buffer": in_buffer, "grads": [p.grad.clone() for p in params]})
+    return {"steps": results, "slots": len(sync.slots), "buffer": sync.buffer.numel()}
+
+
+def test_flat_buffer_sync_keeps_views_and_equals_the_dense_average():
+    ids = [[5, 17, 17, 2999, 40], [17, 1200, 6, 6, 0]]
+    expected = _expected(ids)
+    for result in run_distributed(_buffer_sync, 2, args=(ids, 0)):
+        assert result["slots"] == 2  # the Linear's weight and bias; the embedding table goes row-sparse
+        assert result["buffer"] == 6 * 3 + 3 + 1  # their floats plus the flag
+        for step in result["steps"]:
+            assert step["bad"] is False
+            assert all(step["in_buffer"])  # autograd accumulated into the views
+            for got, want in zip(step["grads"], expected):  # step 2 equals step 1: zeroed in between
+                torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
