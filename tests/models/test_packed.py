@@ -130,16 +130,47 @@ def test_inference_reuses_fused_qkv_until_the_weights_change():
     with torch.inference_mode():
         first, _ = packed_forward(model, inputs)
     attn = model.encoder.layer[0].attention.self
-    cached = attn._raystx_qkv
+    from raystx.models.packed import _FUSED_QKV
+
+    cached = _FUSED_QKV[attn]
     with torch.inference_mode():
         packed_forward(model, inputs)
-    assert attn._raystx_qkv is cached  # reused, not rebuilt
+    assert _FUSED_QKV[attn] is cached  # reused, not rebuilt
     with torch.no_grad():
         attn.value.weight.add_(torch.randn_like(attn.value.weight))  # a step between two evaluations
+        dense = model.encoder.layer[1].intermediate.dense.weight  # (prepacked for oneDNN where available)
+        dense.add_(torch.randn_like(dense))
     with torch.inference_mode():
         after, _ = packed_forward(model, inputs)
         ref = model(**inputs).last_hidden_state
-    assert attn._raystx_qkv is not cached
+    assert _FUSED_QKV[attn] is not cached
     assert (after - first).abs().max() > 1e-3
     torch.testing.assert_close(after, ref, atol=1e-5, rtol=1e-5)
-    assert "_raystx_qkv" not in dict(model.state_dict())
+    assert not [k for k in model.state_dict() if "raystx" in k]
+    assert "_raystx" not in str(vars(attn))  # the caches live outside the module: pickling never carries them
+
+
+def test_fast_inference_is_opt_in_close_to_hf_and_repacks_after_updates(monkeypatch):
+    from raystx.models.packed import _PREPACKED, _mkldnn_ok, fast_inference
+
+    model = _models()[0].eval()
+    inputs = _batch(120, [9, 3, 14, 6], seed=4)
+    real = inputs["attention_mask"].bool()
+    dense = model.encoder.layer[1].intermediate.dense
+    with torch.inference_mode():
+        assert not fast_inference()  # off unless asked for
+    monkeypatch.setenv("RAYSTX_FAST_INFERENCE", "1")
+    with torch.no_grad():  # a no_grad pass (GradCache's first one) never takes the fast path
+        assert not fast_inference()
+        packed_forward(model, inputs)
+    assert dense not in _PREPACKED
+    for _ in range(2):
+        with torch.inference_mode():
+            assert fast_inference()
+            fast, _ = packed_forward(model, inputs)
+            ref = model(**inputs).last_hidden_state
+        torch.testing.assert_close(fast[real], ref[real], atol=1e-5, rtol=1e-5)
+        if _mkldnn_ok():
+            assert dense in _PREPACKED
+        with torch.no_grad():
+            dense.weight.add_(torch.randn_like(dense.weight))  # the second round must re-pack this weight
