@@ -65,7 +65,8 @@ class SentenceTransformerTrainer:
         args: ``SentenceTransformerTrainingArguments``.
         train_dataset: a ``datasets.Dataset``/``DatasetDict``/``IterableDataset``, a ``ray.data.Dataset``, a file
             path/glob, or a dict of any of these keyed by dataset name.
-        eval_dataset: same forms; used for ``eval_loss`` (reserved; evaluator metrics are the main signal).
+        eval_dataset: same forms; accepted for script compatibility but not evaluated yet (no ``eval_loss``):
+            a warning says so. Pass an ``evaluator`` for metrics during training.
         loss: a loss, a dict of losses keyed by dataset name, or a callable ``model -> loss``.
         evaluator: a ``SentenceEvaluator`` run by rank 0 at ``eval_strategy`` steps.
         callbacks: objects with ``on_*`` hooks (see ``raystx.train.callbacks``).
@@ -95,6 +96,11 @@ class SentenceTransformerTrainer:
         self.args = args or SentenceTransformerTrainingArguments()
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
+        if eval_dataset is not None:
+            logger.warning(
+                "eval_dataset is not evaluated by raystx yet (no eval_loss is computed); pass an evaluator "
+                "(e.g. EmbeddingSimilarityEvaluator or InformationRetrievalEvaluator) for metrics during training"
+            )
         self.evaluator = evaluator
         self.callbacks = list(callbacks or [])
         self.scaling_config = scaling_config
