@@ -23,6 +23,20 @@ def make_sentences(n: int, seed: int = 0, min_len: int = 3, max_len: int = 12) -
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(min_len, max_len))) for _ in range(n)]
 
 
+def unique_sentences(n: int, seed: int = 0, min_len: int = 6, max_len: int = 12) -> list[str]:
+    """``n`` distinct sentences (so rows can be told apart by their text, e.g. to count each row's uses)."""
+    out: list[str] = []
+    while len(out) < n:
+        out += [s for s in make_sentences(n, seed + len(out), min_len, max_len) if s not in out]
+    return out[:n]
+
+
+def real_token_rows(features: dict) -> list[list[int]]:
+    """Each row's token ids without padding (``input_ids`` where ``attention_mask`` is set): a row's identity."""
+    ids, mask = features["input_ids"].tolist(), features["attention_mask"].tolist()
+    return [[t for t, m in zip(row, keep) if m] for row, keep in zip(ids, mask)]
+
+
 def write_wordpiece_vocab(path: Path) -> Path:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = list(string.ascii_lowercase) + ["##" + c for c in string.ascii_lowercase]

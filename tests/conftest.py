@@ -19,6 +19,8 @@ from raystx.testing import (  # noqa: E402,F401 - re-exported for tests: `from c
     build_tiny_bert,
     build_wordpiece_tokenizer,
     make_sentences,
+    real_token_rows,
+    unique_sentences,
     write_wordpiece_vocab,
 )
 

@@ -17,7 +17,7 @@ import pytest
 import ray.cloudpickle
 import torch
 import yaml
-from conftest import make_sentences
+from conftest import make_sentences, real_token_rows, unique_sentences
 
 from raystx.losses import MultipleNegativesRankingLoss
 from raystx.models import SentenceTransformer
@@ -47,24 +47,12 @@ class RecordingLoss(MultipleNegativesRankingLoss):
         if rank == self.kill_rank and self.calls == self.kill_call and not os.path.exists(self.marker):
             Path(self.marker).write_text("killed")
             os.kill(os.getpid(), signal.SIGKILL)
-        ids = features[0]["input_ids"].tolist()
-        mask = features[0]["attention_mask"].tolist()
-        rows = [[t for t, m in zip(r, mk) if m] for r, mk in zip(ids, mask)]
+        rows = real_token_rows(features[0])
         with open(self.log, "a", encoding="utf-8") as handle:
             handle.write(
                 json.dumps({"pid": os.getpid(), "rank": rank, "call": self.calls, "rows": rows}) + "\n"
             )
         return super().forward(features, labels)
-
-
-def _unique_sentences(n: int, seed: int) -> list[str]:
-    out, extra = [], 0
-    while len(out) < n:
-        for s in make_sentences(n, seed + extra, min_len=6, max_len=12):
-            if s not in out:
-                out.append(s)
-        extra += 1
-    return out[:n]
 
 
 def _train(tmp_path: Path, base, data, name: str, **loss_kwargs):
@@ -96,7 +84,7 @@ def _train(tmp_path: Path, base, data, name: str, **loss_kwargs):
 
 
 def test_sigkilled_worker_resumes_mid_epoch_exactly_once_per_row(ray_session, tiny_bert_dir, tmp_path):
-    anchors = _unique_sentences(STEPS * PER_DEVICE * 2, seed=40)  # one epoch == STEPS global batches
+    anchors = unique_sentences(STEPS * PER_DEVICE * 2, seed=40)  # one epoch == STEPS global batches
     data = datasets.Dataset.from_dict({"anchor": anchors, "positive": make_sentences(len(anchors), 77)})
     base = SentenceTransformer(str(tiny_bert_dir))
 

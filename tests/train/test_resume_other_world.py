@@ -11,7 +11,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-from conftest import make_sentences
+from conftest import make_sentences, real_token_rows, unique_sentences
 
 from raystx.data.schedule import EpochPlan, compose_batches, dataset_order
 from raystx.data.sources import prepare_sources
@@ -178,16 +178,8 @@ class _Recording(MultipleNegativesRankingLoss):
         self.seen = seen
 
     def forward(self, features, labels):
-        ids, mask = features[0]["input_ids"].tolist(), features[0]["attention_mask"].tolist()
-        self.seen.extend(tuple(t for t, m in zip(r, mk) if m) for r, mk in zip(ids, mask))
+        self.seen.extend(tuple(row) for row in real_token_rows(features[0]))
         return super().forward(features, labels)
-
-
-def _unique(n: int, seed: int) -> list[str]:
-    out: list[str] = []
-    while len(out) < n:
-        out += [s for s in make_sentences(n, seed + len(out), min_len=6, max_len=12) if s not in out]
-    return out[:n]
 
 
 def _run(tmp_path: Path, name: str, base, data, seen, resume: Path | None = None, **args) -> LocalRuntime:
@@ -218,7 +210,9 @@ def _run(tmp_path: Path, name: str, base, data, seen, resume: Path | None = None
 
 @pytest.fixture(scope="module")
 def pairs() -> datasets.Dataset:
-    return datasets.Dataset.from_dict({"anchor": _unique(96, 50), "positive": make_sentences(96, 51)})
+    return datasets.Dataset.from_dict(
+        {"anchor": unique_sentences(96, 50), "positive": make_sentences(96, 51)}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import datasets
 import pytest
 import ray.cloudpickle
-from conftest import make_sentences
+from conftest import make_sentences, real_token_rows, unique_sentences
 
 from raystx.losses import MultipleNegativesRankingLoss
 from raystx.models import SentenceTransformer
@@ -35,18 +35,10 @@ class RowLog(MultipleNegativesRankingLoss):
     def forward(self, features, labels):
         from raystx.distributed import get_rank
 
-        ids, mask = features[0]["input_ids"].tolist(), features[0]["attention_mask"].tolist()
-        rows = [[t for t, m in zip(r, mk) if m] for r, mk in zip(ids, mask)]
+        rows = real_token_rows(features[0])
         with open(self.log, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"pid": os.getpid(), "rank": get_rank(), "rows": rows}) + "\n")
         return super().forward(features, labels)
-
-
-def _unique(n: int, seed: int) -> list[str]:
-    out: list[str] = []
-    while len(out) < n:
-        out += [s for s in make_sentences(n, seed + len(out), min_len=6, max_len=12) if s not in out]
-    return out[:n]
 
 
 def _train(tmp_path: Path, base, data, name: str, workers: int, resume: Path | None = None, **args):
@@ -75,7 +67,9 @@ def _train(tmp_path: Path, base, data, name: str, workers: int, resume: Path | N
 
 
 def test_two_workers_checkpoint_then_one_worker_finishes_the_epoch(ray_session, tiny_bert_dir, tmp_path):
-    data = datasets.Dataset.from_dict({"anchor": _unique(ROWS, 60), "positive": make_sentences(ROWS, 61)})
+    data = datasets.Dataset.from_dict(
+        {"anchor": unique_sentences(ROWS, 60), "positive": make_sentences(ROWS, 61)}
+    )
     base = SentenceTransformer(str(tiny_bert_dir))
 
     _, before = _train(tmp_path, base, data, "before", workers=2, max_steps=3, save_steps=3)
