@@ -123,8 +123,8 @@ def raystx_loop(
     from raystx.losses import MultipleNegativesRankingLoss
     from raystx.models import SentenceTransformer
     from raystx.train.args import SentenceTransformerTrainingArguments
-    from raystx.train.loop import WorkerPayload, train_worker
     from raystx.train.runtime import LocalRuntime
+    from raystx.train.worker import WorkerPayload, train_worker
 
     model = SentenceTransformer(str(model_dir), device="cpu")
     model.max_seq_length = max_len

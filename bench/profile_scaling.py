@@ -2,7 +2,7 @@
 
     python bench/profile_scaling.py [--data-dir ../shared/data] [--steps 10] [--warmup 2]
 
-No Ray: each process runs ``raystx.train.loop.train_worker`` with a small runtime over a gloo process group
+No Ray: each process runs ``raystx.train.worker.train_worker`` with a small runtime over a gloo process group
 (what Ray Train sets up for its workers), so the profile shows the loop itself. Rank 0 runs under cProfile;
 the table lists the share of the main thread's time in forward, backward, gradient sync, the optimizer step and
 the rest, for both layouts, plus the steady-state pairs/s of each (same global batch of 32 MiniLM pairs, MNRL).
@@ -25,9 +25,9 @@ from common import base_parser, minilm_dir, print_table, read_tsv  # noqa: E402
 
 # (label, (file suffix, function name)) whose cumulative time is shown as a share of the loop's ``run``
 PHASES = [
-    ("forward + backward", ("train/loop.py", "_forward_backward")),
+    ("forward + backward", ("train/loop.py", "forward_backward")),
     ("  of which backward", ("autograd/graph.py", "_engine_run_backward")),
-    ("optimizer step (sync, clip, AdamW)", ("train/loop.py", "_optimizer_step")),
+    ("optimizer step (sync, clip, AdamW)", ("train/loop.py", "optimizer_step")),
     ("  of which gradient sync", ("train/optim.py", "sync_gradients")),
     ("  of which AdamW", ("torch/optim/adam.py", "adam")),
     ("waiting for the next batch", ("/queue.py", "get")),
@@ -47,8 +47,8 @@ def _worker(
     from raystx.losses import MultipleNegativesRankingLoss
     from raystx.models import SentenceTransformer
     from raystx.train.args import SentenceTransformerTrainingArguments
-    from raystx.train.loop import WorkerPayload, train_worker
     from raystx.train.runtime import LocalRuntime
+    from raystx.train.worker import WorkerPayload, train_worker
 
     class GlooRuntime(LocalRuntime):
         def __init__(self, output_dir):

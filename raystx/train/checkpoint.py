@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-STATE_FILE = "trainer_state.json"
+from raystx.train.state import STATE_FILE, CheckpointState
 
 
 class CorruptCheckpointError(RuntimeError):
@@ -82,7 +82,7 @@ def write_checkpoint(
     losses: dict[str, nn.Module],
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
-    trainer_state: dict[str, Any],
+    trainer_state: CheckpointState,
 ) -> None:
     """Write this rank's share of a checkpoint into ``directory`` (rank 0 writes the shared parts)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ def write_checkpoint(
         for p in sorted(directory.rglob("*"))
         if p.is_file() and not p.name.startswith("rng_state_")
     }
-    payload = dict(trainer_state, manifest=manifest)
+    payload = dict(trainer_state.to_json(), manifest=manifest)
     tmp = directory / (STATE_FILE + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
     os.replace(tmp, directory / STATE_FILE)  # the state file appears last and atomically
@@ -118,7 +118,7 @@ def sorted_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def read_trainer_state(directory: str | os.PathLike) -> dict[str, Any]:
+def read_trainer_state(directory: str | os.PathLike) -> CheckpointState:
     """Load and verify ``trainer_state.json``; raise ``CorruptCheckpointError`` if anything is missing or short."""
     directory = Path(directory)
     path = directory / STATE_FILE
@@ -134,7 +134,10 @@ def read_trainer_state(directory: str | os.PathLike) -> dict[str, Any]:
         file = directory / rel
         if not file.is_file() or file.stat().st_size != size:
             raise CorruptCheckpointError(f"checkpoint file {file} is missing or truncated")
-    return state
+    try:
+        return CheckpointState.from_json(state)
+    except TypeError as exc:  # a required field is missing
+        raise CorruptCheckpointError(f"{path} lacks a field raystx needs ({exc})") from exc
 
 
 def restore_checkpoint(
@@ -145,7 +148,7 @@ def restore_checkpoint(
     losses: dict[str, nn.Module],
     optimizer: torch.optim.Optimizer | None,
     scheduler: Any,
-) -> dict[str, Any]:
+) -> CheckpointState:
     """Load model, loss modules, optimizer, scheduler and this rank's RNG state; return the trainer state."""
     directory = Path(directory)
     state = read_trainer_state(directory)

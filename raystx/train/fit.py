@@ -204,6 +204,58 @@ def _latest_checkpoint(directory: str) -> str | None:
     return str(found[0])
 
 
+def _objective_datasets(
+    objectives: list[tuple[Any, nn.Module]],
+) -> tuple[dict[str, Any], dict[str, nn.Module], int, BatchSamplers]:
+    """One named dataset and loss per ``(DataLoader, loss)`` objective, the batch size (the last loader's) and the
+    batch sampler the loaders imply (``NoDuplicatesDataLoader``, a ``SentenceLabelDataset``)."""
+    import datasets
+
+    batch_size = 8
+    batch_sampler = BatchSamplers.BATCH_SAMPLER
+    train_datasets: dict[str, Any] = {}
+    losses: dict[str, nn.Module] = {}
+    sizes = []
+    for index, (loader, loss) in enumerate(objectives, start=1):
+        if _is_named(loader, "NoDuplicatesDataLoader"):
+            batch_sampler = BatchSamplers.NO_DUPLICATES
+        elif _is_named(getattr(loader, "dataset", None), "SentenceLabelDataset"):
+            batch_sampler = BatchSamplers.GROUP_BY_LABEL
+        size = _loader_batch_size(loader, index)
+        if size is not None:
+            if sizes and size != sizes[-1]:
+                logger.warning(
+                    "The training objectives use different batch sizes (%s); all train with the last one, %d",
+                    [*sizes, size],
+                    size,
+                )
+            batch_size = size
+            sizes.append(size)
+        name = f"_dataset_{index}"
+        train_datasets[name] = datasets.Dataset.from_dict(examples_to_columns(_loader_examples(loader)))
+        losses[name] = loss
+
+    return train_datasets, losses, batch_size, batch_sampler
+
+
+def _max_steps(steps_per_epoch: int | None, epochs: int) -> int:
+    """fit()'s ``steps_per_epoch`` as ``max_steps`` (one epoch only; -1: the full datasets)."""
+    if steps_per_epoch is None or steps_per_epoch <= 0:
+        return -1
+    if epochs == 1:
+        return int(steps_per_epoch)
+    logger.warning("steps_per_epoch is ignored when epochs > 1: every epoch covers the full datasets")
+    return -1
+
+
+def _amp_flags(use_amp: bool, use_gpu: bool) -> tuple[bool, bool]:
+    """``(fp16, bf16)`` for fit()'s ``use_amp``: fp16 on GPU workers, bfloat16 autocast on CPU ones."""
+    fp16, bf16 = bool(use_amp and use_gpu), bool(use_amp and not use_gpu)
+    if bf16:
+        logger.warning("use_amp=True on CPU workers trains in bfloat16 autocast (fp16 needs GPUs)")
+    return fp16, bf16
+
+
 def prepare_fit(
     model: nn.Module,
     train_objectives: Iterable[tuple[Any, nn.Module]],
@@ -232,7 +284,6 @@ def prepare_fit(
 
     Arguments are those of ``fit`` (``use_gpu``: whether the workers have GPUs, for ``use_amp``).
     """
-    import datasets
     import torch
 
     objectives = list(train_objectives)
@@ -248,45 +299,14 @@ def prepare_fit(
         dict(DEFAULT_OPTIMIZER_PARAMS if optimizer_params is None else optimizer_params),
     )
 
-    batch_size = 8
-    batch_sampler = BatchSamplers.BATCH_SAMPLER
-    train_datasets: dict[str, Any] = {}
-    losses: dict[str, nn.Module] = {}
-    sizes = []
-    for index, (loader, loss) in enumerate(objectives, start=1):
-        if _is_named(loader, "NoDuplicatesDataLoader"):
-            batch_sampler = BatchSamplers.NO_DUPLICATES
-        elif _is_named(getattr(loader, "dataset", None), "SentenceLabelDataset"):
-            batch_sampler = BatchSamplers.GROUP_BY_LABEL
-        size = _loader_batch_size(loader, index)
-        if size is not None:
-            if sizes and size != sizes[-1]:
-                logger.warning(
-                    "The training objectives use different batch sizes (%s); all train with the last one, %d",
-                    [*sizes, size],
-                    size,
-                )
-            batch_size = size
-            sizes.append(size)
-        name = f"_dataset_{index}"
-        train_datasets[name] = datasets.Dataset.from_dict(examples_to_columns(_loader_examples(loader)))
-        losses[name] = loss
-
-    max_steps = -1
-    if steps_per_epoch is not None and steps_per_epoch > 0:
-        if epochs == 1:
-            max_steps = int(steps_per_epoch)
-        else:
-            logger.warning("steps_per_epoch is ignored when epochs > 1: every epoch covers the full datasets")
+    train_datasets, losses, batch_size, batch_sampler = _objective_datasets(objectives)
+    max_steps = _max_steps(steps_per_epoch, epochs)
 
     temporary = None
     if checkpoint_path is None:
         temporary = tempfile.mkdtemp(prefix="raystx-fit-")
     output_dir = os.path.abspath(checkpoint_path) if checkpoint_path else temporary
-    fp16 = bool(use_amp and use_gpu)
-    bf16 = bool(use_amp and not use_gpu)
-    if bf16:
-        logger.warning("use_amp=True on CPU workers trains in bfloat16 autocast (fp16 needs GPUs)")
+    fp16, bf16 = _amp_flags(use_amp, use_gpu)
     eval_strategy = "no"
     if evaluator is not None:
         eval_strategy = "steps" if evaluation_steps and evaluation_steps > 0 else "epoch"

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from raystx.data.schedule import Consumed
+from raystx.train.state import DATA_POSITION_FILE
 
-DATA_POSITION_FILE = "data_position.npz"
+__all__ = ["DATA_POSITION_FILE", "decode_consumed", "encode_consumed"]
 
 
 def encode_consumed(

@@ -1,7 +1,8 @@
 """``SentenceTransformerTrainer``: the sentence-transformers trainer API, run on Ray Train workers.
 
 Driver side only: validates arguments, data and losses before any worker starts, ships one payload (model,
-losses, arguments, data sources, evaluator) to a ``TorchTrainer`` whose workers run ``raystx.train.loop``,
+losses, arguments, data sources, evaluator) to a ``TorchTrainer`` whose workers run ``raystx.train.worker``
+(``raystx.train.driver``),
 then loads the final (or best) checkpoint back into the driver's ``model`` object in place, so
 ``model.save_pretrained(...)`` and ``evaluator(model)`` after ``train()`` behave as in sentence-transformers.
 
@@ -15,7 +16,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,38 +23,14 @@ from torch import nn
 
 from raystx.losses.base import RaystxLoss
 from raystx.train.args import SentenceTransformerTrainingArguments
-from raystx.train.loop import WorkerPayload
+from raystx.train.driver import BestCheckpoint, TrainOutput, collect, launch
+from raystx.train.worker import WorkerPayload
 
 logger = logging.getLogger("raystx.train")
 
 DEFAULT_DATASET_NAME = "train"
 
-
-@dataclass
-class TrainOutput:
-    """What ``train()`` returns (mirrors transformers' TrainOutput)."""
-
-    global_step: int
-    training_loss: float | None
-    metrics: dict[str, Any]
-    checkpoint_path: str | None
-    log_history: list[dict[str, Any]]
-
-
-def _ray_train_fn(config: dict[str, Any]) -> None:
-    """Entry point on every Ray Train worker."""
-    from raystx.train.loop import train_worker
-    from raystx.train.runtime import RayRuntime
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    payload = config["payload"]
-    if not isinstance(
-        payload, WorkerPayload
-    ):  # an object-store reference (see SentenceTransformerTrainer.train)
-        import ray
-
-        payload = ray.get(payload[0])
-    train_worker(payload, RayRuntime())
+__all__ = ["DEFAULT_DATASET_NAME", "SentenceTransformerTrainer", "TrainOutput"]
 
 
 class SentenceTransformerTrainer:
@@ -253,35 +229,56 @@ class SentenceTransformerTrainer:
 
     def train(self, resume_from_checkpoint: str | bool | None = None) -> TrainOutput:
         """Validate, run the workers, and load the trained weights back into ``self.model``."""
-        from ray.train.torch import TorchTrainer
+        from raystx.train.storage import delete_tree, join
 
         if resume_from_checkpoint is not None:
             self.args.resume_from_checkpoint = resume_from_checkpoint
-        from raystx.train.storage import delete_tree, is_uri, join
-
         run_config = self._run_config()
         run_dir = join(run_config.storage_path, run_config.name)
         self._check_output_dir(run_dir)
-        local_run_dir = None if is_uri(run_dir) else Path(run_dir)
-        created_run_dir = local_run_dir is not None and not local_run_dir.exists()
-        staging = join(run_dir, ".raystx-data")
-        try:
-            sources, losses = self._prepare(staging)
-        except BaseException:
-            delete_tree(staging)
-            if created_run_dir and local_run_dir.is_dir() and not any(local_run_dir.iterdir()):
-                local_run_dir.rmdir()
-            raise
+        sources, losses = self._stage(run_dir)
         if self.args.overwrite_output_dir and not self.args.resume_from_checkpoint:
             from raystx.train.storage import checkpoint_names
 
             for old in checkpoint_names(run_dir):
                 delete_tree(join(run_dir, old))
+        started = time.perf_counter()
+        show_progress = not self.args.disable_tqdm
+        result = launch(self._payload(sources, losses, run_dir), self._scaling(), run_config, show_progress)
+        metric, mode = self._best_metric()
+        best = BestCheckpoint(metric, mode, enabled=bool(self.args.load_best_model_at_end))
+        out = self.state = collect(result, self.model, losses, best)
+        if show_progress:
+            from raystx.train.progress import summary_table
+
+            print(summary_table(out.log_history, time.perf_counter() - started), flush=True)
+        self._attach_model_card(sources, losses, out, time.perf_counter() - started)
+        return out
+
+    def _stage(self, run_dir: str) -> tuple[dict[str, Any], dict[str, nn.Module]]:
+        """``_prepare`` into the run's staging folder; on failure nothing is left behind (no staged data, no
+        empty run folder this call created)."""
+        from raystx.train.storage import delete_tree, is_uri, join
+
+        local_run_dir = None if is_uri(run_dir) else Path(run_dir)
+        created_run_dir = local_run_dir is not None and not local_run_dir.exists()
+        staging = join(run_dir, ".raystx-data")
+        try:
+            return self._prepare(staging)
+        except BaseException:
+            delete_tree(staging)
+            if created_run_dir and local_run_dir.is_dir() and not any(local_run_dir.iterdir()):
+                local_run_dir.rmdir()
+            raise
+
+    def _payload(self, sources: dict[str, Any], losses: dict[str, nn.Module], run_dir: str) -> WorkerPayload:
+        from raystx.train.storage import is_uri
 
         resume_path = None
         if isinstance(self.args.resume_from_checkpoint, str):
             resume_path = str(Path(self.args.resume_from_checkpoint).absolute())
-        payload = WorkerPayload(
+        metric, mode = self._best_metric()
+        return WorkerPayload(
             model=self.model,
             losses=losses,
             args=self.args,
@@ -289,47 +286,11 @@ class SentenceTransformerTrainer:
             label_kinds=self._label_kinds,
             evaluator=self.evaluator,
             resume_from=resume_path,
-            callbacks=self.callbacks,
+            callbacks=list(self.callbacks),
             run_dir=None if is_uri(run_dir) else run_dir,
-            best_metric_key=self._best_metric()[0],
-            greater_is_better=self._best_metric()[1] == "max",
+            best_metric_key=metric,
+            greater_is_better=mode == "max",
         )
-        progress = None
-        if not self.args.disable_tqdm:
-            from raystx.train.progress import DriverProgress, ProgressCallback, start_channel
-
-            channel = start_channel()
-            payload.callbacks = [*payload.callbacks, ProgressCallback(channel)]
-            progress = DriverProgress(channel)
-        import ray
-
-        # The payload (model, losses, data sources) goes to the object store once; the Train controller only
-        # sees a reference, so it neither imports torch nor rebuilds the model, and each worker fetches it.
-        payload_ref = ray.put(payload)
-        trainer = TorchTrainer(
-            _ray_train_fn,
-            train_loop_config={"payload": [payload_ref]},
-            scaling_config=self._scaling(),
-            run_config=run_config,
-        )
-        started = time.perf_counter()
-        try:
-            result = trainer.fit()
-        except Exception as exc:
-            raise _unwrap_worker_error(exc) from exc
-        finally:
-            if progress is not None:
-                progress.close()
-        out = self._finish(result, losses)
-        if progress is not None and len(progress.records) > len(out.log_history):
-            # The loaded checkpoint's history stops at that checkpoint (e.g. the best one); the driver saw it all.
-            out.log_history = _lineage(progress.records)
-        if progress is not None:
-            from raystx.train.progress import summary_table
-
-            print(summary_table(out.log_history, time.perf_counter() - started), flush=True)
-        self._attach_model_card(sources, losses, out, time.perf_counter() - started)
-        return out
 
     def hyperparameter_search(
         self,
@@ -372,64 +333,6 @@ class SentenceTransformerTrainer:
         except Exception as exc:  # noqa: BLE001 - a card problem must not fail a finished training run
             logger.warning("Could not prepare the model card: %s", exc)
 
-    def _finish(self, result, losses: dict[str, nn.Module]) -> TrainOutput:
-        from raystx.train.checkpoint import load_loss_modules_state, load_model_weights, read_trainer_state
-
-        checkpoint = result.checkpoint
-        metric, mode = self._best_metric()
-        if self.args.load_best_model_at_end and metric:
-            best = result.get_best_checkpoint(metric=metric, mode=mode)
-            checkpoint = best or checkpoint
-        path = None
-        state: dict[str, Any] = {}
-        if checkpoint is not None:
-            path = checkpoint.path
-            if (
-                getattr(checkpoint, "filesystem", None) is not None
-                and checkpoint.filesystem.type_name != "local"
-            ):
-                path = checkpoint.to_directory()  # download a remote checkpoint once
-            state = read_trainer_state(path)
-            load_model_weights(self.model, Path(path) / "model")
-            extra = Path(path) / "loss_modules.safetensors"
-            if extra.is_file():
-                from safetensors.torch import load_file
-
-                load_loss_modules_state(dict(losses), load_file(str(extra)))
-        history = state.get("log_history", [])
-        losses_logged = [h["loss"] for h in history if "loss" in h]
-        self.state = TrainOutput(
-            global_step=int(state.get("global_step", 0)),
-            training_loss=(sum(losses_logged) / len(losses_logged)) if losses_logged else None,
-            metrics=dict(result.metrics or {}),
-            checkpoint_path=str(path) if path else None,
-            log_history=history,
-        )
-        return self.state
-
-
-def _lineage(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Log records of the run's surviving lineage: after a restart from a checkpoint the steps logged again
-    replace the ones the failed attempt had logged past that checkpoint."""
-    history: list[dict[str, Any]] = []
-    for record in records:
-        step = record.get("step", 0)
-        while history and history[-1].get("step", 0) >= step:
-            history.pop()
-        history.append({k: v for k, v in record.items() if k != "max_steps"})
-    return history
-
 
 def _is_loss_factory(obj: Any) -> bool:
     return callable(obj) and not isinstance(obj, nn.Module)
-
-
-def _unwrap_worker_error(exc: Exception) -> Exception:
-    """Turn Ray's wrapper around a worker failure back into the worker's own exception where possible."""
-    failures = getattr(exc, "worker_failures", None)
-    if failures:
-        first = failures[min(failures)]
-        cause = getattr(first, "cause", None) or first
-        if isinstance(cause, Exception):
-            return cause
-    return exc

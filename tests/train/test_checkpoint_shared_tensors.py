@@ -20,6 +20,7 @@ from raystx.models import SentenceTransformer
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.checkpoint import loss_modules_state, restore_checkpoint, write_checkpoint
 from raystx.train.optim import build_optimizer, build_scheduler, unique_parameters
+from raystx.train.state import CheckpointState
 
 
 def _checkpoint_roundtrip(
@@ -36,7 +37,7 @@ def _checkpoint_roundtrip(
         losses=losses,
         optimizer=optimizer,
         scheduler=scheduler,
-        trainer_state={"global_step": 1, "epoch": 0, "step_in_epoch": 1},
+        trainer_state=CheckpointState(global_step=1, epoch=0, step_in_epoch=1),
     )
     with torch.no_grad():
         for loss in losses.values():

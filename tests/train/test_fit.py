@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader
 
 from raystx.data.input_example import InputExample, NoDuplicatesDataLoader, examples_to_columns
 from raystx.data.schedule import EpochPlan
+from raystx.train.cadence import total_optimizer_steps
 from raystx.train.callbacks import TrainerState
 from raystx.train.fit import SaveBestModelCallback, ScoreCallback, prepare_fit
-from raystx.train.loop import total_optimizer_steps
 from raystx.train.optim import build_scheduler
 
 

@@ -29,8 +29,8 @@ from raystx.train.integrations import (
     redact,
     rewrite_logs,
 )
-from raystx.train.loop import WorkerPayload, train_worker
 from raystx.train.runtime import LocalRuntime
+from raystx.train.worker import WorkerPayload, train_worker
 
 FAKE_SECRET = "hf_FAKEsecretVALUE_0123456789"
 

@@ -18,7 +18,6 @@ from raystx.evaluation import EmbeddingSimilarityEvaluator
 from raystx.losses import CoSENTLoss, MultipleNegativesRankingLoss
 from raystx.models import SentenceTransformer
 from raystx.train.args import SentenceTransformerTrainingArguments
-from raystx.train.loop import WorkerPayload, train_worker
 from raystx.train.model_card import (
     SentenceTransformerModelCardData,
     attach_model_card,
@@ -26,6 +25,7 @@ from raystx.train.model_card import (
     generate_model_card,
 )
 from raystx.train.runtime import LocalRuntime
+from raystx.train.worker import WorkerPayload, train_worker
 
 FAKE_SECRET = "hf_FAKEcardSECRET_9876543210"
 

@@ -11,8 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_resume_local import _payload  # noqa: E402
 
 from raystx.models import SentenceTransformer  # noqa: E402
-from raystx.train.loop import train_worker  # noqa: E402
 from raystx.train.runtime import LocalRuntime  # noqa: E402
+from raystx.train.worker import train_worker  # noqa: E402
 
 
 class _SlowConsumer(LocalRuntime):

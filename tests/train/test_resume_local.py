@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 from pathlib import Path
 
 import datasets
@@ -16,8 +17,8 @@ from raystx.losses import MultipleNegativesRankingLoss
 from raystx.models import SentenceTransformer
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.checkpoint import CorruptCheckpointError, read_trainer_state
-from raystx.train.loop import NonFiniteLossError, WorkerPayload, train_worker
 from raystx.train.runtime import LocalRuntime
+from raystx.train.worker import NonFiniteLossError, WorkerPayload, train_worker
 
 
 def _payload(tmp_path: Path, model, loss=None, **args) -> WorkerPayload:
@@ -167,12 +168,19 @@ def test_summary_table_shows_the_last_loss_and_final_metrics():
     }
 
 
-def test_driver_history_keeps_the_surviving_lineage_after_a_restart():
-    from raystx.train.trainer import _lineage
-
-    records = [{"step": s, "loss": float(s), "max_steps": 6} for s in (1, 2, 3, 4)]  # attempt 1 died after 4
-    records += [{"step": s, "loss": 10.0 + s, "max_steps": 6} for s in (3, 4, 5, 6)]  # resumed from checkpoint-2
-    history = _lineage(records)
-    assert [h["step"] for h in history] == [1, 2, 3, 4, 5, 6]
-    assert [h["loss"] for h in history] == [1.0, 2.0, 13.0, 14.0, 15.0, 16.0]
-    assert all("max_steps" not in h for h in history)
+def test_history_after_a_restart_is_the_surviving_lineage(tmp_path, tiny_bert_dir):
+    """The run's history lives in its checkpoints: a restart from checkpoint-2 replaces what the failed
+    attempt had logged after step 2, so the final state lists each step once, the re-run steps' values last."""
+    base = SentenceTransformer(str(tiny_bert_dir))
+    with pytest.raises(KeyboardInterrupt):
+        train_worker(_payload(tmp_path / "run", copy.deepcopy(base)), _StopAfter(tmp_path / "run", 4))
+    first_attempt = read_trainer_state(tmp_path / "run" / "checkpoint-4").log_history
+    shutil.rmtree(tmp_path / "run" / "checkpoint-4")  # the attempt died before checkpoint-4 was persisted
+    runtime = LocalRuntime(tmp_path / "run")
+    train_worker(_payload(tmp_path / "run", copy.deepcopy(base), resume_from_checkpoint=True), runtime)
+    history = read_trainer_state(runtime.checkpoints[-1]).log_history
+    steps = [h["step"] for h in history]
+    assert steps == sorted(set(steps)) and steps[0] == 1 and steps[-1] == runtime.reports[-1]["step"]
+    assert [h for h in history if h["step"] <= 2] == [h for h in first_attempt if h["step"] <= 2]
+    resumed_steps = {r["step"] for r in runtime.reports if "loss" in r}
+    assert {h["step"] for h in history if h["step"] > 2} == resumed_steps

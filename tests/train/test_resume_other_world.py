@@ -19,8 +19,9 @@ from raystx.losses import MultipleNegativesRankingLoss
 from raystx.models import SentenceTransformer
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.checkpoint import STATE_FILE
-from raystx.train.loop import DATA_POSITION_FILE, WorkerPayload, train_worker
 from raystx.train.runtime import LocalRuntime
+from raystx.train.state import DATA_POSITION_FILE
+from raystx.train.worker import WorkerPayload, train_worker
 
 PER_DEVICE = 8
 

@@ -16,9 +16,9 @@ from raystx.data.sources import prepare_sources
 from raystx.losses import CosineSimilarityLoss, MultipleNegativesRankingLoss
 from raystx.models import SentenceTransformer
 from raystx.train.args import SentenceTransformerTrainingArguments
-from raystx.train.loop import WorkerPayload, train_worker
 from raystx.train.runtime import LocalRuntime
 from raystx.train.trainer import SentenceTransformerTrainer
+from raystx.train.worker import WorkerPayload, train_worker
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
 

@@ -14,9 +14,9 @@ from raystx.data.sources import prepare_sources
 from raystx.losses import CoSENTLoss, MultipleNegativesRankingLoss
 from raystx.models import SentenceTransformer
 from raystx.train.args import SentenceTransformerTrainingArguments
-from raystx.train.loop import WorkerPayload, train_worker
 from raystx.train.runtime import LocalRuntime
 from raystx.train.trainer import SentenceTransformerTrainer
+from raystx.train.worker import WorkerPayload, train_worker
 
 pytestmark = pytest.mark.ray
 

@@ -1,0 +1,142 @@
+"""The driver side of a run: launch the workers, collect the result.
+
+``launch(payload, scaling_config, run_config, show_progress)`` ships the ``WorkerPayload`` once through the object
+store and runs a ``TorchTrainer`` whose workers run ``raystx.train.worker.train_worker``; it returns Ray's
+``Result``. ``collect(result, model, losses, best)`` loads the final (or best) checkpoint into the driver's
+``model`` in place and returns a ``TrainOutput`` whose ``log_history`` is the whole run's (it comes from the
+final checkpoint, whichever checkpoint the weights come from).
+
+Staging the data and checking it against the losses happen before, in ``SentenceTransformerTrainer``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from raystx.train.worker import WorkerPayload
+
+logger = logging.getLogger("raystx.train")
+
+
+@dataclass
+class TrainOutput:
+    """What ``train()`` returns (mirrors transformers' TrainOutput)."""
+
+    global_step: int
+    training_loss: float | None
+    metrics: dict[str, Any]
+    checkpoint_path: str | None
+    log_history: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class BestCheckpoint:
+    """Which checkpoint to load at the end: the best by ``metric`` (``mode`` max/min) when ``enabled``."""
+
+    metric: str | None = None
+    mode: str = "max"
+    enabled: bool = False
+
+
+def _ray_train_fn(config: dict[str, Any]) -> None:
+    """Entry point on every Ray Train worker."""
+    import ray
+
+    from raystx.train.runtime import RayRuntime
+    from raystx.train.worker import train_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    payload = config["payload"]
+    if not isinstance(payload, WorkerPayload):  # an object-store reference (see ``launch``)
+        payload = ray.get(payload[0])
+    train_worker(payload, RayRuntime())
+
+
+def launch(payload: WorkerPayload, scaling_config: Any, run_config: Any, show_progress: bool) -> Any:
+    """Run the workers to the end; returns Ray Train's ``Result``. A worker's own exception is re-raised."""
+    import ray
+    from ray.train.torch import TorchTrainer
+
+    progress = None
+    if show_progress:
+        from raystx.train.progress import DriverProgress, ProgressCallback, start_channel
+
+        channel = start_channel()
+        payload.callbacks = [*payload.callbacks, ProgressCallback(channel)]
+        progress = DriverProgress(channel)
+    # The payload (model, losses, data sources) goes to the object store once; the Train controller only
+    # sees a reference, so it neither imports torch nor rebuilds the model, and each worker fetches it.
+    trainer = TorchTrainer(
+        _ray_train_fn,
+        train_loop_config={"payload": [ray.put(payload)]},
+        scaling_config=scaling_config,
+        run_config=run_config,
+    )
+    try:
+        return trainer.fit()
+    except Exception as exc:
+        raise unwrap_worker_error(exc) from exc
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def collect(result: Any, model: nn.Module, losses: dict[str, nn.Module], best: BestCheckpoint) -> TrainOutput:
+    """Load the final (or best) checkpoint of ``result`` into ``model`` and ``losses`` in place."""
+    from raystx.train.checkpoint import read_trainer_state
+
+    final = result.checkpoint
+    chosen = final
+    if best.enabled and best.metric:
+        chosen = result.get_best_checkpoint(metric=best.metric, mode=best.mode) or final
+    if chosen is None:
+        return TrainOutput(0, None, dict(result.metrics or {}), None, [])
+    path = _local_path(chosen)
+    state = read_trainer_state(path)
+    _load_weights(path, model, losses)
+    if final is not None and final.path != chosen.path:  # the final checkpoint's history is the whole run's
+        state = read_trainer_state(_local_path(final))
+    history = state.log_history
+    losses_logged = [h["loss"] for h in history if "loss" in h]
+    return TrainOutput(
+        global_step=state.global_step,
+        training_loss=(sum(losses_logged) / len(losses_logged)) if losses_logged else None,
+        metrics=dict(result.metrics or {}),
+        checkpoint_path=str(path),
+        log_history=history,
+    )
+
+
+def _local_path(checkpoint: Any) -> str:
+    """A local folder with the checkpoint (a remote one is downloaded once)."""
+    filesystem = getattr(checkpoint, "filesystem", None)
+    if filesystem is not None and filesystem.type_name != "local":
+        return checkpoint.to_directory()
+    return checkpoint.path
+
+
+def _load_weights(path: str, model: nn.Module, losses: dict[str, nn.Module]) -> None:
+    from raystx.train.checkpoint import load_loss_modules_state, load_model_weights
+
+    load_model_weights(model, Path(path) / "model")
+    extra = Path(path) / "loss_modules.safetensors"
+    if extra.is_file():
+        from safetensors.torch import load_file
+
+        load_loss_modules_state(dict(losses), load_file(str(extra)))
+
+
+def unwrap_worker_error(exc: Exception) -> Exception:
+    """Turn Ray's wrapper around a worker failure back into the worker's own exception where possible."""
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        first = failures[min(failures)]
+        cause = getattr(first, "cause", None) or first
+        if isinstance(cause, Exception):
+            return cause
+    return exc

@@ -1,0 +1,144 @@
+"""A worker's side of a run: what the driver ships (``WorkerPayload``) and how the step loop is assembled from it.
+
+``train_worker(payload, runtime)`` is the entry point on every Ray Train worker (through the trainer's
+``_ray_train_fn``) and in one plain process (``LocalRuntime``: tests, ``bench/gpu_check.sh``). It seeds, puts the
+model and losses on the runtime's device, builds the parameter strategy, optimizer, data cursor and schedule,
+restores the newest complete checkpoint if any, and runs ``TrainLoop``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from raystx.data.collate import BatchCollator, thread_private_tokenize
+from raystx.train.args import SentenceTransformerTrainingArguments
+from raystx.train.cadence import total_optimizer_steps
+from raystx.train.callbacks import CallbackHandler, integration_callbacks
+from raystx.train.cursor import DataCursor
+from raystx.train.loop import LoopParts, LoopState, NonFiniteLossError, TrainLoop
+from raystx.train.optim import build_optimizer, build_scheduler
+from raystx.train.resume import checkpoint_candidates, recount_schedule, restore_latest
+from raystx.train.runtime import Runtime
+from raystx.train.strategy import build_strategy
+
+logger = logging.getLogger("raystx.train")
+
+__all__ = ["NonFiniteLossError", "WorkerPayload", "build_loop", "set_seed", "train_worker"]
+
+
+@dataclass
+class WorkerPayload:
+    """Everything a worker needs, shipped from the driver in one pickle (so losses keep sharing the model)."""
+
+    model: nn.Module
+    losses: dict[str, nn.Module]
+    args: SentenceTransformerTrainingArguments
+    sources: dict[str, Any]
+    label_kinds: dict[str, str]
+    evaluator: Any = None
+    resume_from: str | None = None
+    callbacks: list[Any] = field(default_factory=list)
+    best_metric_key: str | None = None
+    greater_is_better: bool = True
+    run_dir: str | None = None
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
+    """Assemble the step loop on this worker, resumed from the newest complete checkpoint if there is one."""
+    args = payload.args
+    set_seed(args.seed)
+    model = payload.model.to(runtime.device)
+    losses = {name: loss.to(runtime.device) for name, loss in payload.losses.items()}
+    if args.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable()
+    strategy = build_strategy(args, model, losses)
+    optimizer = build_optimizer(strategy.named_parameters(), args)
+    cursor = DataCursor(payload.sources, args, runtime.rank, runtime.world_size)
+    if cursor.steps_per_epoch < args.gradient_accumulation_steps:
+        raise ValueError(
+            f"One epoch has {cursor.steps_per_epoch} global batches of {args.per_device_train_batch_size} x "
+            f"{runtime.world_size} workers, fewer than gradient_accumulation_steps="
+            f"{args.gradient_accumulation_steps}"
+        )
+    state = LoopState(max_steps=total_optimizer_steps(cursor.steps_per_epoch, args))
+    scheduler = build_scheduler(optimizer, args, state.max_steps)
+    restored = restore_latest(
+        checkpoint_candidates(runtime, payload.resume_from, payload.run_dir),
+        rank=runtime.rank,
+        model=model,
+        losses=losses,
+        optimizer=optimizer,
+        scheduler=scheduler,
+    )
+    if restored is not None:
+        checkpoint, path = restored
+        state.global_step = checkpoint.global_step
+        state.log_history = list(checkpoint.log_history)
+        state.best_metric = checkpoint.best_metric
+        if cursor.restore(checkpoint, path) and args.max_steps <= 0:
+            steps_left = cursor.steps_left(args.num_train_epochs)
+            state.max_steps, scheduler = recount_schedule(
+                args, state.global_step, steps_left, optimizer, scheduler
+            )
+        if runtime.rank == 0:
+            logger.info(
+                "Resumed from %s at step %d (epoch %d, batch %d)",
+                path,
+                state.global_step,
+                cursor.epoch,
+                cursor.step_in_epoch,
+            )
+    parts = LoopParts(
+        model=model,
+        losses=losses,
+        args=args,
+        cursor=cursor,
+        strategy=strategy,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        collate=_collator(payload, model),
+        callbacks=_callbacks(payload, runtime),
+        evaluator=payload.evaluator,
+        best_metric_key=payload.best_metric_key,
+        greater_is_better=payload.greater_is_better,
+    )
+    return TrainLoop(parts, runtime, state)
+
+
+def _collator(payload: WorkerPayload, model: nn.Module) -> BatchCollator:
+    sources = payload.sources
+    return BatchCollator(
+        thread_private_tokenize(model),
+        {n: s.input_columns for n, s in sources.items()},
+        {n: s.label_column for n, s in sources.items()},
+        payload.label_kinds,
+        payload.args.prompts,
+    )
+
+
+def _callbacks(payload: WorkerPayload, runtime: Runtime) -> CallbackHandler:
+    """User callbacks plus the ``report_to`` integrations; they run on rank 0 only."""
+    is_zero = runtime.rank == 0
+    integrations = integration_callbacks(payload.args) if is_zero else []
+    return CallbackHandler([*payload.callbacks, *integrations], enabled=is_zero)
+
+
+def train_worker(payload: WorkerPayload, runtime: Runtime) -> dict[str, Any]:
+    """Run the loop to the end; used by the Ray entry point and by single-process runs."""
+    try:
+        return build_loop(payload, runtime).run()
+    finally:
+        runtime.close()
