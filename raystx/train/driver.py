@@ -50,11 +50,38 @@ def _ray_train_fn(config: dict[str, Any]) -> None:
     from raystx.train.runtime import RayRuntime
     from raystx.train.worker import train_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    quiet_report_lines()
     payload = config["payload"]
     if not isinstance(payload, WorkerPayload):  # an object-store reference (see ``launch``)
         payload = ray.get(payload[0])
     train_worker(payload, RayRuntime())
+
+
+def ray_train_logging() -> Any:
+    """Ray Train's ``LoggingConfig`` for a raystx run: its internal records (one line per report, worker-group
+    chatter) at WARNING, since the driver shows progress itself; ``RAYSTX_VERBOSE=1`` keeps Ray's INFO."""
+    from ray.train import LoggingConfig
+
+    return LoggingConfig(log_level="INFO" if _verbose() else "WARNING")
+
+
+def _verbose() -> bool:
+    import os
+
+    return os.environ.get("RAYSTX_VERBOSE", "0").lower() not in ("", "0", "false")
+
+
+def quiet_report_lines() -> None:
+    """Ray Train 2.60 logs every ``ray.train.report`` at INFO through a logger named after its file path (not
+    under ``ray.train``, so ``LoggingConfig`` does not reach it): one line per report per worker. Silence it on
+    this worker unless ``RAYSTX_VERBOSE=1``."""
+    if _verbose():
+        return
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray layout: nothing to silence
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def launch(payload: WorkerPayload, scaling_config: Any, run_config: Any, show_progress: bool) -> Any:
@@ -68,6 +95,7 @@ def launch(payload: WorkerPayload, scaling_config: Any, run_config: Any, show_pr
 
         channel = start_channel()
         payload.callbacks = [*payload.callbacks, ProgressCallback(channel)]
+        payload.driver_shows_progress = True
         progress = DriverProgress(channel)
     # The payload (model, losses, data sources) goes to the object store once; the Train controller only
     # sees a reference, so it neither imports torch nor rebuilds the model, and each worker fetches it.

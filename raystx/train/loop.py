@@ -89,6 +89,7 @@ class LoopParts:
     evaluator: Any = None
     best_metric_key: str | None = None
     greater_is_better: bool = True
+    step_log_level: int = logging.INFO
 
 
 class TrainLoop:
@@ -280,7 +281,8 @@ class TrainLoop:
         shown = " ".join(
             f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items() if k != "step"
         )
-        logger.info("step %d/%d %s", self.state.global_step, self.state.max_steps, shown)
+        step, total = self.state.global_step, self.state.max_steps
+        logger.log(self.parts.step_log_level, "step %d/%d %s", step, total, shown)
 
     def evaluate(self) -> dict[str, float]:
         """Run the evaluator (rank 0) and track the best metric; ``eval_``-prefixed metrics."""

@@ -1,8 +1,8 @@
 """Live training progress on the driver, fed by what the rank-0 worker logs.
 
 Rank 0 pushes each log record to a small Ray actor (fire-and-forget, so the training step never waits on it);
-a driver thread polls the actor and shows a progress bar (steps, loss, learning rate, ETA) on a terminal, or
-plain lines otherwise (``ray job submit`` logs). After training, ``summary_table`` renders the final metrics.
+a driver thread polls the actor and shows one live progress bar (steps, loss, learning rate, ETA) on a terminal,
+or plain lines otherwise (``ray job submit`` logs). After training, ``summary_table`` renders the final metrics.
 """
 
 from __future__ import annotations
@@ -53,16 +53,23 @@ def _fmt(value: Any) -> str:
 
 
 class DriverProgress:
-    """Polls the channel in a thread and renders progress until ``close()``."""
+    """Polls the channel in a thread and renders progress until ``close()``.
 
-    def __init__(self, channel: Any, interval: float = 1.0, stream=None) -> None:
+    On a terminal with ``bar=True``: one live ``rich`` progress bar (steps, ETA, loss, learning rate, eval
+    metrics; Ray's forwarded worker output prints above it). Otherwise (``ray job submit`` logs, a file, CI, or
+    ``disable_tqdm``): one plain ``[raystx] step ...`` line per logging step.
+    """
+
+    def __init__(self, channel: Any, interval: float = 1.0, stream=None, bar: bool = True) -> None:
         self.channel = channel
         self.interval = interval
         self.stream = stream or sys.stderr
         self.records: list[dict[str, Any]] = []
-        self._stop = threading.Event()
+        self._use_bar = bar and self.stream.isatty()
         self._bar = None
+        self._task = None
         self._started = time.time()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -89,16 +96,8 @@ class DriverProgress:
         step = int(record.get("step") or 0)
         fields = {k: record[k] for k in ("loss", "learning_rate", "epoch") if k in record}
         fields.update({k: v for k, v in record.items() if k.startswith("eval_")})
-        if self.stream.isatty():
-            if self._bar is None and total:
-                from tqdm.auto import tqdm
-
-                self._bar = tqdm(
-                    total=total, desc="training", unit="step", file=self.stream, dynamic_ncols=True
-                )
-            if self._bar is not None:
-                self._bar.update(max(step - self._bar.n, 0))
-                self._bar.set_postfix({k: _fmt(v) for k, v in fields.items()}, refresh=True)
+        if self._use_bar:
+            self._update_bar(step, total, fields)
         elif fields:
             elapsed = time.time() - self._started
             eta = elapsed / step * (total - step) if step and total else 0.0
@@ -109,11 +108,39 @@ class DriverProgress:
                 flush=True,
             )
 
+    def _update_bar(self, step: int, total: int, fields: dict[str, Any]) -> None:
+        if self._bar is None:
+            if not total:
+                return
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("training"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[metrics]}"),
+                console=Console(file=self.stream),
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("training", total=total, metrics="")
+        metrics = " ".join(f"{k}={_fmt(v)}" for k, v in fields.items())
+        self._bar.update(self._task, completed=step, total=total or None, metrics=metrics)
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=15)
         if self._bar is not None:
-            self._bar.close()
+            self._bar.stop()
 
 
 def summary_table(log_history: list[dict[str, Any]], seconds: float | None = None) -> str:

@@ -44,12 +44,22 @@ def checkpoint_names(location: str) -> list[str]:
 
 
 def delete_tree(location: str) -> None:
+    """Delete a folder or a file, local or remote; nothing happens if it does not exist."""
     if not is_uri(location):
-        shutil.rmtree(location, ignore_errors=True)
+        if Path(location).is_file():
+            Path(location).unlink()
+        else:
+            shutil.rmtree(location, ignore_errors=True)
         return
+    import pyarrow.fs
+
     fs, root = _fs(location)
     try:
-        fs.delete_dir(root)
+        info = fs.get_file_info(root)
+        if info.type == pyarrow.fs.FileType.File:
+            fs.delete_file(root)
+        elif info.type == pyarrow.fs.FileType.Directory:
+            fs.delete_dir(root)
     except (FileNotFoundError, OSError):
         pass
 

@@ -23,12 +23,13 @@ from torch import nn
 
 from raystx.losses.base import RaystxLoss
 from raystx.train.args import SentenceTransformerTrainingArguments
-from raystx.train.driver import BestCheckpoint, TrainOutput, collect, launch
+from raystx.train.driver import BestCheckpoint, TrainOutput, collect, launch, ray_train_logging
 from raystx.train.worker import WorkerPayload
 
 logger = logging.getLogger("raystx.train")
 
 DEFAULT_DATASET_NAME = "train"
+RAY_RUN_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 __all__ = ["DEFAULT_DATASET_NAME", "SentenceTransformerTrainer", "TrainOutput"]
 
@@ -88,6 +89,7 @@ class SentenceTransformerTrainer:
             loss = MultipleNegativesRankingLoss(self.model)
         self.loss = loss
         self.state: TrainOutput | None = None
+        self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ driver-side preparation
     def _losses_by_dataset(self, names: list[str]) -> dict[str, nn.Module]:
@@ -142,12 +144,16 @@ class SentenceTransformerTrainer:
             else:
                 output_dir = Path(args.output_dir).absolute()
                 parent, name = str(output_dir.parent), output_dir.name
-            return RunConfig(storage_path=parent, name=name, checkpoint_config=ckpt)
+            return RunConfig(
+                storage_path=parent, name=name, checkpoint_config=ckpt, logging_config=ray_train_logging()
+            )
         rc = self.run_config
         if rc.checkpoint_config is None or (
             rc.checkpoint_config.num_to_keep is None and args.save_total_limit
         ):
             rc.checkpoint_config = ckpt
+        if rc.logging_config is None or rc.logging_config.log_level == "INFO":  # Ray's default: quieter
+            rc.logging_config = ray_train_logging()
         return rc
 
     def _best_metric(self) -> tuple[str | None, str]:
@@ -228,9 +234,15 @@ class SentenceTransformerTrainer:
         return sources
 
     def train(self, resume_from_checkpoint: str | bool | None = None) -> TrainOutput:
-        """Validate, run the workers, and load the trained weights back into ``self.model``."""
+        """Validate, run the workers, and load the trained weights back into ``self.model``.
+
+        ``self.timings`` then holds the driver's phases in seconds: ``prepare`` (checks, ``ray.init``, data
+        staging and validation), ``workers`` (``TorchTrainer.fit``: worker start, the step loop, the final
+        checkpoint, teardown), ``load_result`` (weights back into ``model``) and ``finish`` (summary, card).
+        """
         from raystx.train.storage import delete_tree, join
 
+        clock = _PhaseClock()
         if resume_from_checkpoint is not None:
             self.args.resume_from_checkpoint = resume_from_checkpoint
         run_config = self._run_config()
@@ -242,17 +254,24 @@ class SentenceTransformerTrainer:
 
             for old in checkpoint_names(run_dir):
                 delete_tree(join(run_dir, old))
-        started = time.perf_counter()
+            # Ray's record of the old run's checkpoints; left behind, it makes the new run's controller refuse
+            # the folder as "corrupted" since the checkpoints it names are gone.
+            delete_tree(join(run_dir, RAY_RUN_SNAPSHOT))
+        clock.mark("prepare")
         show_progress = not self.args.disable_tqdm
         result = launch(self._payload(sources, losses, run_dir), self._scaling(), run_config, show_progress)
+        clock.mark("workers")
         metric, mode = self._best_metric()
         best = BestCheckpoint(metric, mode, enabled=bool(self.args.load_best_model_at_end))
         out = self.state = collect(result, self.model, losses, best)
+        clock.mark("load_result")
         if show_progress:
             from raystx.train.progress import summary_table
 
-            print(summary_table(out.log_history, time.perf_counter() - started), flush=True)
-        self._attach_model_card(sources, losses, out, time.perf_counter() - started)
+            print(summary_table(out.log_history, clock.total()), flush=True)
+        self._attach_model_card(sources, losses, out, clock.total())
+        clock.mark("finish")
+        self.timings = clock.phases
         return out
 
     def _stage(self, run_dir: str) -> tuple[dict[str, Any], dict[str, nn.Module]]:
@@ -332,6 +351,22 @@ class SentenceTransformerTrainer:
             attach_model_card(self.model, info)
         except Exception as exc:  # noqa: BLE001 - a card problem must not fail a finished training run
             logger.warning("Could not prepare the model card: %s", exc)
+
+
+class _PhaseClock:
+    """Seconds spent in consecutive named phases (``mark(name)`` closes the phase running since the last mark)."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = round(now - self.last, 3)
+        self.last = now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.started
 
 
 def _is_loss_factory(obj: Any) -> bool:

@@ -48,6 +48,8 @@ class WorkerPayload:
     best_metric_key: str | None = None
     greater_is_better: bool = True
     run_dir: str | None = None
+    # The driver renders progress from rank 0's log records, so workers keep their per-step lines at DEBUG.
+    driver_shows_progress: bool = False
 
 
 def set_seed(seed: int) -> None:
@@ -114,6 +116,7 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
         evaluator=payload.evaluator,
         best_metric_key=payload.best_metric_key,
         greater_is_better=payload.greater_is_better,
+        step_log_level=logging.DEBUG if payload.driver_shows_progress else logging.INFO,
     )
     return TrainLoop(parts, runtime, state)
 

@@ -135,9 +135,10 @@ def test_two_worker_run_lowers_loss_checkpoints_and_updates_driver_model(
     losses = [h["loss"] for h in out.log_history if "loss" in h]
     assert len(losses) == 8 and losses[-1] < losses[0]
     captured = capsys.readouterr()
-    assert (
-        "[raystx] step 16/16 loss=" in captured.err
-    )  # live progress from rank 0, as plain lines off a terminal
+    # live progress from rank 0, as plain lines off a terminal: one per logging step, none from Ray's internals
+    assert "[raystx] step 16/16 loss=" in captured.err
+    assert captured.err.count("[raystx] step ") == 8
+    assert "Reporting training result" not in captured.out + captured.err
     assert "training summary" in captured.out and "train_runtime_s" in captured.out
     checkpoints = sorted(p.name for p in output_dir.glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-12", "checkpoint-16", "checkpoint-4", "checkpoint-8"]
@@ -159,3 +160,69 @@ def test_two_worker_run_lowers_loss_checkpoints_and_updates_driver_model(
     with pytest.raises(FileExistsError, match="resume_from_checkpoint"):
         again.train()
     assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == checkpoints
+
+
+def test_history_is_the_whole_run_without_progress_bar_and_with_the_best_checkpoint(
+    ray_session, tiny_bert_dir, tmp_path
+):
+    """The best checkpoint's weights come back, but the history is the whole run's (it used to stop at the best
+    checkpoint when no progress bar collected the log on the driver)."""
+    # defined here so Ray pickles it by value (workers cannot import this test module)
+    class WorseEachTime:
+        """An evaluator whose score drops at every call, so the best checkpoint is the first evaluated one."""
+
+        name = "declining"
+        primary_metric = "score"
+        greater_is_better = True
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __call__(self, model) -> dict[str, float]:
+            self.calls += 1
+            return {"declining_score": 1.0 / self.calls}
+
+    model = SentenceTransformer(str(tiny_bert_dir))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        max_steps=6,
+        per_device_train_batch_size=4,
+        logging_steps=1,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_steps=2,
+        load_best_model_at_end=True,
+        disable_tqdm=True,
+        seed=3,
+    )
+    out = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=_pairs(48),
+        loss=MultipleNegativesRankingLoss(model),
+        evaluator=WorseEachTime(),
+        scaling_config=_scaling(2),
+    ).train()
+    assert Path(out.checkpoint_path).name == "checkpoint-2"  # the best one's weights
+    assert out.global_step == 6
+    assert [h["step"] for h in out.log_history if "loss" in h] == [1, 2, 3, 4, 5, 6]
+    assert [h["eval_declining_score"] for h in out.log_history if "eval_declining_score" in h] == [
+        1.0,
+        0.5,
+        pytest.approx(1 / 3),
+    ]
+    loaded = SentenceTransformer(str(Path(out.checkpoint_path) / "model"))
+    assert _max_diff(loaded, model) == 0.0
+
+    # overwrite_output_dir starts over in the same folder (Ray's snapshot of the old run's checkpoints used to
+    # make the new controller refuse the folder as corrupted)
+    args.overwrite_output_dir, args.max_steps, args.load_best_model_at_end = True, 2, False
+    again = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=_pairs(48),
+        loss=MultipleNegativesRankingLoss(model),
+        scaling_config=_scaling(2),
+    ).train()
+    assert again.global_step == 2
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2"]
