@@ -9,7 +9,7 @@ Metric names follow transformers' integrations: ``loss`` is logged as ``train/lo
 ``eval/x``; the x axis is ``state.global_step``.
 
 Secrets never reach a tracker: ``public_config(args)`` drops fields whose names look secret and masks the
-value of every environment variable whose name contains TOKEN, KEY, SECRET or PASSWORD (``redact``).
+value of every environment variable whose name contains TOKEN, KEY, SECRET or PASSWORD (``raystx.secrets``).
 """
 
 from __future__ import annotations
@@ -24,57 +24,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from raystx.secrets import is_secret_name, redact_value
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.callbacks import TrainerCallback, TrainerState
 
 logger = logging.getLogger("raystx.train")
 
-SECRET_NAME_PARTS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
-MIN_SECRET_LENGTH = 6
-REDACTED = "<redacted>"
 _SKIP_LOG_KEYS = ("step", "done")
-
-
-# ------------------------------------------------------------------------------------------------ secrets
-def is_secret_name(name: str) -> bool:
-    """True when a variable/field name suggests it holds a credential (``HF_TOKEN``, ``api_key``, ...)."""
-    upper = name.upper()
-    return any(part in upper for part in SECRET_NAME_PARTS)
-
-
-def secret_env_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values of the environment variables with secret-looking names, longest first.
-
-    Values shorter than ``MIN_SECRET_LENGTH`` characters are ignored (masking ``1`` or ``true`` everywhere would
-    mangle the text and such values are not credentials).
-    """
-    env = os.environ if environ is None else environ
-    values = {v for k, v in env.items() if is_secret_name(k) and v and len(v.strip()) >= MIN_SECRET_LENGTH}
-    return sorted(values, key=len, reverse=True)
-
-
-def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """``text`` with every secret environment value replaced by ``<redacted>``."""
-    for value in secret_env_values(environ):
-        text = text.replace(value, REDACTED)
-        stripped = value.strip()
-        if stripped != value:
-            text = text.replace(stripped, REDACTED)
-    return text
-
-
-def redact_value(value: Any, environ: Mapping[str, str] | None = None) -> Any:
-    """``value`` (nested dicts/lists/strings) with secret env values masked and secret-named keys redacted."""
-    if isinstance(value, str):
-        return redact(value, environ)
-    if isinstance(value, Mapping):
-        return {
-            k: (REDACTED if is_secret_name(str(k)) and v not in (None, "") else redact_value(v, environ))
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return type(value)(redact_value(v, environ) for v in value)
-    return value
 
 
 def _plain(value: Any) -> Any:
