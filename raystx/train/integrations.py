@@ -1,7 +1,7 @@
 """Experiment tracking for ``report_to``: TensorBoard, Weights & Biases and CodeCarbon callbacks.
 
 ``INTEGRATIONS`` maps each ``report_to`` name to a factory ``args -> TrainerCallback``;
-``raystx.train.callbacks.integration_callbacks`` builds them inside the rank-0 worker, whose loop calls
+``integration_callbacks(args)`` builds them inside the rank-0 worker, whose loop calls
 ``on_train_begin / on_log / on_evaluate / on_save / on_train_end``. ``check_report_to(args)`` runs the same
 checks on the driver (unknown names, missing packages) so that a bad ``report_to`` fails before any worker.
 
@@ -15,6 +15,7 @@ value of every environment variable whose name contains TOKEN, KEY, SECRET or PA
 from __future__ import annotations
 
 import datetime
+import importlib
 import json
 import logging
 import os
@@ -26,11 +27,23 @@ from typing import Any
 
 from raystx.secrets import is_secret_name, redact_value
 from raystx.train.args import SentenceTransformerTrainingArguments
-from raystx.train.callbacks import TrainerCallback, TrainerState
+from raystx.train.trainer_callback import TrainerCallback, TrainerState
 
 logger = logging.getLogger("raystx.train")
 
 _SKIP_LOG_KEYS = ("step", "done")
+
+
+def require_package(integration: str, package: str) -> None:
+    """Raise ``ValueError`` naming the ``raystx[...]`` extra when ``package`` (needed by the ``report_to``
+    integration ``integration``) cannot be imported; the extras are declared in pyproject.toml."""
+    try:
+        importlib.import_module(package)
+    except ImportError as exc:
+        raise ValueError(
+            f"report_to={integration!r} needs the {package} package, which is not installed: "
+            f"pip install 'raystx[{integration}]' (or pip install {package})"
+        ) from exc
 
 
 def _plain(value: Any) -> Any:
@@ -88,12 +101,7 @@ class TensorBoardCallback(TrainerCallback):
     """
 
     def __init__(self, args: SentenceTransformerTrainingArguments, log_dir: str | os.PathLike | None = None):
-        try:
-            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-        except ImportError as exc:
-            raise ValueError(
-                "report_to='tensorboard' needs the tensorboard package: pip install tensorboard"
-            ) from exc
+        require_package("tensorboard", "tensorboard")
         if log_dir is None:
             log_dir = Path(args.output_dir).absolute() / "runs" / _safe_dir_name(_run_name(args))
         self.log_dir = Path(log_dir)
@@ -143,10 +151,7 @@ class WandbCallback(TrainerCallback):
     """
 
     def __init__(self, args: SentenceTransformerTrainingArguments) -> None:
-        try:
-            import wandb  # noqa: F401
-        except ImportError as exc:
-            raise ValueError("report_to='wandb' needs the wandb package: pip install wandb") from exc
+        require_package("wandb", "wandb")
         self.run: Any = None
         self._owns_run = False
 
@@ -200,13 +205,7 @@ class CodeCarbonCallback(TrainerCallback):
     """Measures the energy and CO2 of training with ``codecarbon.EmissionsTracker`` (output in ``output_dir``)."""
 
     def __init__(self, args: SentenceTransformerTrainingArguments) -> None:
-        try:
-            import codecarbon  # noqa: F401
-        except ImportError as exc:
-            raise ValueError(
-                "report_to='codecarbon' needs the codecarbon package, which is not installed: "
-                "pip install codecarbon"
-            ) from exc
+        require_package("codecarbon", "codecarbon")
         self.tracker: Any = None
         self.emissions: float | None = None
 
@@ -231,19 +230,40 @@ INTEGRATIONS: dict[str, Callable[[SentenceTransformerTrainingArguments], Trainer
 }
 
 
+def _factories(
+    args: SentenceTransformerTrainingArguments,
+) -> list[tuple[str, Callable[[SentenceTransformerTrainingArguments], TrainerCallback] | None]]:
+    """``(name, factory)`` for every ``report_to`` name (``all`` skipped); an unknown name has factory None."""
+    return [(name, INTEGRATIONS.get(name)) for name in args.report_to or [] if name != "all"]
+
+
+def _unsupported(name: str) -> str:
+    return f"report_to={name!r} is not supported; use one of {sorted(INTEGRATIONS)}"
+
+
+def integration_callbacks(args: SentenceTransformerTrainingArguments) -> list[TrainerCallback]:
+    """The tracking callbacks ``args.report_to`` asks for (built inside the rank-0 worker).
+
+    Raises ``ValueError`` for an unknown name or an integration whose package is not installed.
+    """
+    out: list[TrainerCallback] = []
+    for name, factory in _factories(args):
+        if factory is None:
+            raise ValueError(_unsupported(name))
+        out.append(factory(args))
+    return out
+
+
 def check_report_to(args: SentenceTransformerTrainingArguments) -> None:
     """Driver-side check of ``args.report_to``: every name is known and its package is importable.
 
-    Raises ``ValueError`` naming the integration and the package to install. Builds nothing persistent
-    (the callbacks' constructors only import their package).
+    Raises one ``ValueError`` listing every problem (naming the integration and the extra to install).
+    Builds nothing persistent (the callbacks' constructors only import their package).
     """
     problems = []
-    for name in args.report_to or []:
-        if name == "all":
-            continue
-        factory = INTEGRATIONS.get(name)
+    for name, factory in _factories(args):
         if factory is None:
-            problems.append(f"report_to={name!r} is not supported; use one of {sorted(INTEGRATIONS)}")
+            problems.append(_unsupported(name))
             continue
         try:
             factory(args)
