@@ -97,7 +97,7 @@ class GuideMixin:
     contrast_anchors: bool
     contrast_positives: bool
     gather_across_devices: bool
-    last_num_negatives: float | None
+    last_num_negatives: float | None  # declared (with its meaning) on RaystxLoss
 
     def set_gist_options(
         self,
