@@ -91,8 +91,43 @@ def _safe_dir_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "run"
 
 
+# ------------------------------------------------------------------------------------------------ trackers
+class _TrackerCallback(TrainerCallback):
+    """A tracker started lazily (at train begin, or at the first log) that receives the renamed numeric logs.
+
+    Subclasses implement ``_start(args)`` (returns the tracker handle, created once) and
+    ``_write(values, step)``.
+    """
+
+    handle: Any = None
+
+    def _start(self, args: SentenceTransformerTrainingArguments) -> Any:
+        raise NotImplementedError
+
+    def _write(self, values: dict[str, float], step: int) -> None:
+        raise NotImplementedError
+
+    def _ensure(self, args: SentenceTransformerTrainingArguments) -> Any:
+        if self.handle is None:
+            self.handle = self._start(args)
+        return self.handle
+
+    def on_train_begin(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
+        self._ensure(args)
+
+    def on_log(
+        self,
+        args: SentenceTransformerTrainingArguments,
+        state: TrainerState,
+        logs: dict[str, Any],
+        **kwargs: Any,
+    ) -> None:
+        self._ensure(args)
+        self._write(rewrite_logs(logs), int(state.global_step))
+
+
 # ------------------------------------------------------------------------------------------------ TensorBoard
-class TensorBoardCallback(TrainerCallback):
+class TensorBoardCallback(_TrackerCallback):
     """Writes scalars to TensorBoard event files under ``{output_dir}/runs/{run_name or timestamp}``.
 
     Args:
@@ -105,44 +140,37 @@ class TensorBoardCallback(TrainerCallback):
         if log_dir is None:
             log_dir = Path(args.output_dir).absolute() / "runs" / _safe_dir_name(_run_name(args))
         self.log_dir = Path(log_dir)
-        self.writer: Any = None
 
-    def _ensure_writer(self, args: SentenceTransformerTrainingArguments) -> Any:
-        if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+    @property
+    def writer(self) -> Any:
+        """The ``SummaryWriter`` (None before training begins and after it ends)."""
+        return self.handle
 
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            self.writer = SummaryWriter(log_dir=str(self.log_dir))
-            self.writer.add_text("args", json.dumps(public_config(args), indent=2, sort_keys=True))
-        return self.writer
+    def _start(self, args: SentenceTransformerTrainingArguments) -> Any:
+        from torch.utils.tensorboard import SummaryWriter
 
-    def on_train_begin(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
-        self._ensure_writer(args)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(log_dir=str(self.log_dir))
+        writer.add_text("args", json.dumps(public_config(args), indent=2, sort_keys=True))
+        return writer
 
-    def on_log(
-        self,
-        args: SentenceTransformerTrainingArguments,
-        state: TrainerState,
-        logs: dict[str, Any],
-        **kwargs: Any,
-    ) -> None:
-        writer = self._ensure_writer(args)
-        for tag, value in rewrite_logs(logs).items():
-            writer.add_scalar(tag, value, global_step=state.global_step)
-        writer.flush()
+    def _write(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.handle.add_scalar(tag, value, global_step=step)
+        self.handle.flush()
 
     def on_save(self, args, state, checkpoint_dir, **kwargs: Any) -> None:
         if self.writer is not None:
             self.writer.flush()
 
     def on_train_end(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
 
 
 # ------------------------------------------------------------------------------------------------ W&B
-class WandbCallback(TrainerCallback):
+class WandbCallback(_TrackerCallback):
     """Logs to Weights & Biases: one run per training, config = the non-secret training arguments.
 
     The project is ``$WANDB_PROJECT`` (default ``raystx``), the run name ``args.run_name``, files go under
@@ -152,51 +180,41 @@ class WandbCallback(TrainerCallback):
 
     def __init__(self, args: SentenceTransformerTrainingArguments) -> None:
         require_package("wandb", "wandb")
-        self.run: Any = None
         self._owns_run = False
 
-    def _ensure_run(self, args: SentenceTransformerTrainingArguments) -> Any:
-        if self.run is not None:
-            return self.run
+    @property
+    def run(self) -> Any:
+        """The ``wandb`` run (None before training begins and after it ends)."""
+        return self.handle
+
+    def _start(self, args: SentenceTransformerTrainingArguments) -> Any:
         import wandb
 
         if wandb.run is not None:
-            self.run = wandb.run
-            self.run.config.update(public_config(args), allow_val_change=True)
-            return self.run
+            wandb.run.config.update(public_config(args), allow_val_change=True)
+            return wandb.run
         directory = Path(args.output_dir).absolute()
         directory.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(
+        run = wandb.init(
             project=os.environ.get("WANDB_PROJECT", "raystx"),
             name=args.run_name,
             config=public_config(args),
             dir=str(directory),
         )
         self._owns_run = True
-        return self.run
+        return run
 
-    def on_train_begin(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
-        self._ensure_run(args)
-
-    def on_log(
-        self,
-        args: SentenceTransformerTrainingArguments,
-        state: TrainerState,
-        logs: dict[str, Any],
-        **kwargs: Any,
-    ) -> None:
-        run = self._ensure_run(args)
-        values = rewrite_logs(logs)
+    def _write(self, values: dict[str, float], step: int) -> None:
         if values:
-            run.log(values, step=int(state.global_step))
+            self.handle.log(values, step=step)
 
     def on_train_end(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
-        if self.run is not None:
+        if self.handle is not None:
             if state.best_metric is not None:
-                self.run.summary["best_metric"] = state.best_metric
+                self.handle.summary["best_metric"] = state.best_metric
             if self._owns_run:
-                self.run.finish()
-        self.run = None
+                self.handle.finish()
+        self.handle = None
         self._owns_run = False
 
 
