@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from raystx.secrets import secret_env_values
+
 logger = logging.getLogger("raystx")
 
 MODEL_MARKERS = ("modules.json", "config_sentence_transformers.json")
@@ -24,8 +26,6 @@ IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "**/checkpoint-*/**", ".gi
 
 
 def _secret_values(token: str | bool | None) -> list[str]:
-    from raystx.train.integrations import secret_env_values
-
     values = secret_env_values()
     if isinstance(token, str) and token:
         values.append(token)

@@ -10,8 +10,10 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "LABEL_COLUMNS": "raystx.data.columns",
-    "RESERVED_COLUMNS": "raystx.data.columns",
+    "LABEL_COLUMNS": "raystx.data.names",
+    "RESERVED_COLUMNS": "raystx.data.names",
+    "DataSource": "raystx.data.protocol",
+    "pairing_problems": "raystx.data.pairing",
     "DatasetFileNotFoundError": "raystx.data.errors",
     "DatasetReadError": "raystx.data.errors",
     "DatasetValidationError": "raystx.data.errors",

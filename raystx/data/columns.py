@@ -35,10 +35,9 @@ import numpy as np
 import pyarrow as pa
 
 from raystx.data.errors import DatasetValidationError, dataset_label
+from raystx.data.names import LABEL_COLUMNS, RESERVED_COLUMNS, label_columns_in, split_label_column
 from raystx.losses.base import ColumnContract
 
-LABEL_COLUMNS: tuple[str, ...] = ("label", "labels", "score", "scores")
-RESERVED_COLUMNS: tuple[str, ...] = ("return_loss", "dataset_name")
 ID_SUFFIXES: tuple[str, ...] = ("_id", "_ids", "_idx")
 
 SelectColumns = Sequence[str] | Mapping[str, Sequence[str]] | None
@@ -105,7 +104,8 @@ def resolve_columns(
             dataset=name,
             columns=available,
         )
-    labels = [c for c in chosen if c in LABEL_COLUMNS]
+    inputs, label = split_label_column(chosen)
+    labels = label_columns_in(chosen)
     if len(labels) > 1:
         keep = [c for c in chosen if c not in LABEL_COLUMNS] + labels[:1]
         raise DatasetValidationError(
@@ -114,8 +114,7 @@ def resolve_columns(
             dataset=name,
             columns=available,
         )
-    inputs = [c for c in chosen if c not in LABEL_COLUMNS]
-    return inputs, (labels[0] if labels else None)
+    return inputs, label
 
 
 def id_like_columns(input_columns: Sequence[str]) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-LABELS = ("label", "labels", "score", "scores")
+from raystx.data.names import split_label_column
 
 
 class _Rows:
@@ -34,9 +34,7 @@ class InMemorySource:
             raise ValueError(f"dataset {name!r}: columns have different lengths {sorted(lengths)}")
         self.name = name
         self._rows = _Rows(columns)
-        labels = [c for c in columns if c in LABELS]
-        self.label_column = labels[0] if labels else None
-        self.input_columns = [c for c in columns if c not in LABELS]
+        self.input_columns, self.label_column = split_label_column(columns)
         self.num_rows = lengths.pop()
 
     def open(self) -> _Rows:

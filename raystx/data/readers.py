@@ -42,8 +42,8 @@ import pyarrow as pa
 import pyarrow.fs
 import pyarrow.parquet as pq
 
-from raystx.data.columns import LABEL_COLUMNS
 from raystx.data.errors import DatasetFileNotFoundError, DatasetReadError, file_location
+from raystx.data.names import LABEL_COLUMNS
 
 if TYPE_CHECKING:
     import datasets

@@ -44,6 +44,8 @@ from raystx.data.columns import (
     text_problems,
 )
 from raystx.data.errors import DatasetValidationError, DatasetWarning, dataset_label
+from raystx.data.names import split_label_column
+from raystx.data.pairing import pairing_problems, unpaired
 from raystx.data.readers import (
     detect_format,
     expand_paths,
@@ -161,14 +163,6 @@ def _stage_dir(staging_dir: str, name: str, used: set[str]) -> str:
     return staging_dir.rstrip("/") + "/" + candidate
 
 
-def _split_selected(select: Sequence[str] | None) -> tuple[list[str], str | None]:
-    from raystx.data.columns import LABEL_COLUMNS
-
-    chosen = list(select or [])
-    labels = [c for c in chosen if c in LABEL_COLUMNS]
-    return [c for c in chosen if c not in LABEL_COLUMNS], (labels[0] if labels else None)
-
-
 def _prepare_one(
     name: str, item: Any, staging_dir: str, select: list[str] | None, used: set[str]
 ) -> TrainingSource:
@@ -223,7 +217,7 @@ def _prepare_one(
         if columns:
             inputs, label = resolve_columns(name, columns, select)
         else:
-            inputs, label = _split_selected(select)
+            inputs, label = split_label_column(select or [])
     return TrainingSource(
         name=name,
         input_columns=inputs,
@@ -281,19 +275,9 @@ def _loss_name(loss: Any) -> str:
 def _losses_by_dataset(sources: Mapping[str, TrainingSource], losses: Any) -> dict[str, Any]:
     if not isinstance(losses, Mapping):
         return dict.fromkeys(sources, losses)
-    unknown = [n for n in losses if n not in sources]
-    missing = [n for n in sources if n not in losses]
-    messages = []
-    if unknown:
-        messages.append(
-            f"the loss dict names dataset(s) {unknown}, which are not among the datasets {list(sources)}"
-        )
-    for n in missing:
-        messages.append(
-            f"{dataset_label(n, sources[n].columns)} has no loss: the loss dict covers {list(losses)}; add a "
-            f"loss for {n!r} or drop the dataset"
-        )
+    messages = pairing_problems(losses, sources, label=lambda n: dataset_label(n, sources[n].columns))
     if messages:
+        unknown, missing = unpaired(losses, sources)
         raise DatasetValidationError("\n".join(messages), dataset=(unknown or missing)[0], problems=messages)
     return dict(losses)
 

@@ -9,12 +9,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from raystx.data.names import LABEL_COLUMNS
 from raystx.evaluation._encode import encode
 from raystx.evaluation.base import SentenceEvaluator, append_csv_row
 
 logger = logging.getLogger(__name__)
-
-LABEL_COLUMNS = ("label", "labels", "score", "scores")
 
 
 def _pair_and_label(item: Any) -> tuple[str, str, int]:

@@ -97,7 +97,7 @@ class GuideMixin:
     contrast_anchors: bool
     contrast_positives: bool
     gather_across_devices: bool
-    last_num_negatives: float | None
+    last_num_negatives: float | None  # declared (with its meaning) on RaystxLoss
 
     def set_gist_options(
         self,
@@ -182,6 +182,7 @@ class GuideMixin:
 
 def _guide_name(guide: Any) -> str:
     card = getattr(guide, "model_card_data", None)
-    if isinstance(card, dict) and card.get("base_model"):
-        return str(card["base_model"])
+    base_model = card.get("base_model") if callable(getattr(card, "get", None)) else None
+    if base_model:
+        return str(base_model)
     return type(guide).__name__

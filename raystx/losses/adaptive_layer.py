@@ -148,8 +148,7 @@ class AdaptiveLayerLoss(RaystxLoss):
                 stacklevel=2,
             )
         self.loss = loss
-        self.contract = getattr(loss, "contract", type(self).contract)  # type: ignore[misc]
-        self.alternative_contracts = tuple(getattr(loss, "alternative_contracts", ()))
+        self.adopt_contracts(loss)
         self.n_layers_per_step = n_layers_per_step
         self.last_layer_weight = last_layer_weight
         self.prior_layers_weight = prior_layers_weight

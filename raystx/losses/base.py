@@ -8,8 +8,9 @@ named scalar tensors whose sum is optimised (each component is logged).
 ``compute_loss_from_embeddings(embeddings, labels)`` is the pure part: ``embeddings`` is the list of
 (batch, dim) tensors the model produced for each input column. Parity tests call it directly.
 
-The ``contract`` class attribute tells the driver which datasets fit the loss, so that a mismatch fails
-before any worker starts.
+The ``contract`` class attribute (and ``alternative_contracts``) tells the driver which datasets fit the loss,
+so that a mismatch fails before any worker starts. In-batch-negative losses set ``last_num_negatives`` after
+each call; the training loop logs it as ``num_negatives``.
 """
 
 from __future__ import annotations
@@ -65,11 +66,29 @@ class RaystxLoss(nn.Module):
     """
 
     contract: ClassVar[ColumnContract] = ColumnContract(1, None, "none")
+    """The column layout the loss is documented with (its first row in the loss docstring's table)."""
+
+    alternative_contracts: tuple[ColumnContract, ...] = ()
+    """Other column layouts the loss also accepts, tried in order after ``contract`` (e.g. ``SoftmaxLoss`` also
+    takes embedding-vector labels). A class-level tuple; wrapper losses set it per instance from their inner
+    loss (``adopt_contracts``). Read through ``raystx.data.columns.contracts_of``."""
+
+    last_num_negatives: float | None = None
+    """For in-batch-negative losses: how many negatives each anchor was scored against in the last call (a
+    mean where it varies per anchor, e.g. GIST's filtered negatives), across all workers when
+    ``gather_across_devices`` is on. ``None`` for losses without in-batch negatives and before the first
+    call. The training loop logs it as ``num_negatives``."""
+
     citation: ClassVar[str | None] = None
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+
+    def adopt_contracts(self, inner: nn.Module) -> None:
+        """For a wrapper loss: accept exactly the column layouts that the wrapped loss ``inner`` accepts."""
+        self.contract = getattr(inner, "contract", type(self).contract)  # type: ignore[misc]
+        self.alternative_contracts = tuple(getattr(inner, "alternative_contracts", ()))
 
     def embed(self, sentence_features: list[dict[str, Tensor]]) -> list[Tensor]:
         """Run the model on each input column and return the sentence embeddings, in column order."""

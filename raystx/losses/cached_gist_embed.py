@@ -86,7 +86,6 @@ class CachedGISTEmbedLoss(GuideMixin, GradCacheLoss):
             contrast_positives,
             gather_across_devices,
         )
-        self.last_num_negatives: float | None = None
         self._guide_parts: list[list[Tensor]] = []
 
     def forward(self, sentence_features: list[dict[str, Any]], labels: Tensor | None = None) -> Tensor:

@@ -106,7 +106,6 @@ class CachedMultipleNegativesRankingLoss(InfoNCEOptionsMixin, GradCacheLoss):
             hardness_mode,
             hardness_strength,
         )
-        self.last_num_negatives: int | None = None
 
     def forward(self, sentence_features: list[dict[str, Any]], labels: Tensor | None = None) -> Tensor:
         sentence_features = list(sentence_features)

@@ -82,7 +82,6 @@ class GISTEmbedLoss(GuideMixin, RaystxLoss):
             contrast_positives,
             gather_across_devices,
         )
-        self.last_num_negatives: float | None = None
 
     def forward(self, sentence_features: list[dict[str, Any]], labels: Tensor | None = None) -> Tensor:
         sentence_features = list(sentence_features)

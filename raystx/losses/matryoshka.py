@@ -142,8 +142,7 @@ class MatryoshkaLoss(RaystxLoss):
     ) -> None:
         super().__init__(model)
         self.loss = loss
-        self.contract = getattr(loss, "contract", type(self).contract)  # type: ignore[misc]
-        self.alternative_contracts = tuple(getattr(loss, "alternative_contracts", ()))
+        self.adopt_contracts(loss)
         if not matryoshka_dims:
             raise ValueError("matryoshka_dims must name at least one dimension")
         if any(d <= 0 for d in matryoshka_dims):

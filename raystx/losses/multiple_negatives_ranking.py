@@ -100,7 +100,6 @@ class MultipleNegativesRankingLoss(InfoNCEOptionsMixin, RaystxLoss):
             hardness_mode,
             hardness_strength,
         )
-        self.last_num_negatives: int | None = None
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
         """Mean InfoNCE loss of this rank's anchors; ``embeddings`` = [anchor, positive, negative_1, ...]."""

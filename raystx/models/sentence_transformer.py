@@ -20,8 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from raystx.models._io import read_json, write_json
+from raystx.models.card_data import SentenceTransformerModelCardData
 from raystx.models.hub import resolve_model_path
-from raystx.models.model_card import minimal_model_card
+from raystx.models.model_card import generate_model_card
 from raystx.models.pooling import Pooling
 from raystx.models.quantize import PRECISIONS, quantize_embeddings
 from raystx.models.registry import module_class_for
@@ -91,7 +92,7 @@ class SentenceTransformer(nn.Sequential):
         config_kwargs: dict[str, Any] | None = None,
         cache_folder: str | None = None,
         token: str | bool | None = None,
-        model_card_data: dict[str, Any] | None = None,
+        model_card_data: SentenceTransformerModelCardData | dict[str, Any] | None = None,
     ) -> None:
         stored: dict[str, Any] = {}
         if model_name_or_path is not None and modules is None:
@@ -130,8 +131,8 @@ class SentenceTransformer(nn.Sequential):
             else (stored_similarity if stored_similarity in SIMILARITY_FN_NAMES else None)
         )
         self.truncate_dim = truncate_dim if truncate_dim is not None else stored.get("truncate_dim")
-        # A dict or a SentenceTransformerModelCardData (kept as given: the card generator reads its fields).
-        self.model_card_data: Any = model_card_data if model_card_data is not None else {}
+        # What the README.md written by save() says; a dict of its fields is accepted too.
+        self.model_card_data = SentenceTransformerModelCardData.from_any(model_card_data)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.to(device)
@@ -462,9 +463,7 @@ class SentenceTransformer(nn.Sequential):
                 self.model_card_data.setdefault("model_name", model_name)
             if train_datasets:
                 self.model_card_data.setdefault("train_datasets", list(train_datasets))
-            generator = getattr(self, "model_card_generator", None)  # set by the trainer after training
-            card = generator(self) if callable(generator) else minimal_model_card(self)
-            (root / "README.md").write_text(card, encoding="utf-8")
+            (root / "README.md").write_text(generate_model_card(self), encoding="utf-8")
 
     def fit(self, train_objectives: Any, **kwargs: Any) -> Any:
         """The sentence-transformers v2 ``fit()`` API, run through the Ray trainer (see ``raystx.train.fit``)."""

@@ -1,105 +1,13 @@
-"""Trainer callbacks: hooks for user code and the tracking integrations (``report_to``).
+"""Trainer callbacks: the hooks for user code and the tracking integrations (``report_to``), in one place.
 
-Callbacks run inside the rank-0 worker (where the loop's state lives), like transformers' callbacks run in the
-main process. Every hook receives the training arguments and a ``TrainerState`` snapshot; hooks that do not
-apply are simply not overridden.
+The base classes live in ``raystx.train.trainer_callback`` and the integrations in
+``raystx.train.integrations`` (which builds on the base classes); this module only re-exports both, so that
+neither of them imports the other's user.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from raystx.train.integrations import integration_callbacks
+from raystx.train.trainer_callback import CallbackHandler, TrainerCallback, TrainerState
 
-from raystx.train.args import SentenceTransformerTrainingArguments
-
-
-@dataclass
-class TrainerState:
-    """Where training stands, as seen by callbacks."""
-
-    global_step: int = 0
-    max_steps: int = 0
-    epoch: float = 0.0
-    num_train_epochs: float = 0.0
-    world_size: int = 1
-    is_world_process_zero: bool = True
-    log_history: list[dict[str, Any]] = field(default_factory=list)
-    best_metric: float | None = None
-    best_model_checkpoint: str | None = None
-
-
-class TrainerCallback:
-    """Base class; override the hooks you need. All are called on the rank-0 worker."""
-
-    def on_train_begin(
-        self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any
-    ) -> None:
-        pass
-
-    def on_log(
-        self,
-        args: SentenceTransformerTrainingArguments,
-        state: TrainerState,
-        logs: dict[str, Any],
-        **kwargs: Any,
-    ) -> None:
-        pass
-
-    def on_evaluate(
-        self,
-        args: SentenceTransformerTrainingArguments,
-        state: TrainerState,
-        metrics: dict[str, float],
-        **kwargs: Any,
-    ) -> None:
-        pass
-
-    def on_save(
-        self,
-        args: SentenceTransformerTrainingArguments,
-        state: TrainerState,
-        checkpoint_dir: Path,
-        **kwargs: Any,
-    ) -> None:
-        pass
-
-    def on_train_end(
-        self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any
-    ) -> None:
-        pass
-
-
-class CallbackHandler:
-    """Calls every callback's hook in order; used by the loop on rank 0 only."""
-
-    def __init__(self, callbacks: list[TrainerCallback], enabled: bool) -> None:
-        self.callbacks = list(callbacks)
-        self.enabled = enabled
-
-    def call(self, hook: str, *args: Any, **kwargs: Any) -> None:
-        if not self.enabled:
-            return
-        for cb in self.callbacks:
-            method = getattr(cb, hook, None)
-            if method is not None:
-                method(*args, **kwargs)
-
-
-def integration_callbacks(args: SentenceTransformerTrainingArguments) -> list[TrainerCallback]:
-    """The tracking callbacks ``args.report_to`` asks for (tensorboard, wandb, codecarbon)."""
-    out: list[TrainerCallback] = []
-    for name in args.report_to or []:
-        if name == "all":
-            continue
-        try:
-            from raystx.train import integrations
-        except ImportError as exc:  # pragma: no cover - module is part of the package
-            raise ValueError(f"report_to={name!r} needs raystx.train.integrations ({exc})") from exc
-        factory = integrations.INTEGRATIONS.get(name)
-        if factory is None:
-            raise ValueError(
-                f"report_to={name!r} is not supported; use one of {sorted(integrations.INTEGRATIONS)}"
-            )
-        out.append(factory(args))
-    return out
+__all__ = ["CallbackHandler", "TrainerCallback", "TrainerState", "integration_callbacks"]

@@ -30,13 +30,16 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from raystx.data.input_example import examples_to_columns
 from raystx.train.args import BatchSamplers, MultiDatasetBatchSamplers, SentenceTransformerTrainingArguments
 from raystx.train.callbacks import TrainerCallback, TrainerState
+
+if TYPE_CHECKING:
+    from raystx.evaluation.protocol import Evaluator
 
 logger = logging.getLogger("raystx.train")
 
@@ -51,7 +54,7 @@ DEFAULT_OPTIMIZER_PARAMS = {"lr": 2e-5}
 
 
 # ------------------------------------------------------------------------------------------------ callbacks
-def _primary_key(evaluator: Any, metrics: dict[str, float]) -> str | None:
+def _primary_key(evaluator: Evaluator, metrics: dict[str, float]) -> str | None:
     """The metrics key of the evaluator's primary metric (keys carry an ``eval_`` prefix in the loop)."""
     primary = getattr(evaluator, "primary_metric", None) or "evaluator"
     for key in metrics:
@@ -63,7 +66,7 @@ def _primary_key(evaluator: Any, metrics: dict[str, float]) -> str | None:
 class SaveBestModelCallback(TrainerCallback):
     """Saves the model to ``output_path`` whenever the evaluator's primary metric improves (rank 0)."""
 
-    def __init__(self, output_path: str, evaluator: Any) -> None:
+    def __init__(self, output_path: str, evaluator: Evaluator) -> None:
         self.output_path = output_path
         self.evaluator = evaluator
         self.best: float | None = None
@@ -96,7 +99,7 @@ class SaveBestModelCallback(TrainerCallback):
 class ScoreCallback(TrainerCallback):
     """Calls a v2 ``callback(score, epoch, steps)`` after every evaluation with the primary metric (rank 0)."""
 
-    def __init__(self, callback: Callable[[float, float, int], Any], evaluator: Any) -> None:
+    def __init__(self, callback: Callable[[float, float, int], Any], evaluator: Evaluator) -> None:
         self.callback = callback
         self.evaluator = evaluator
 
@@ -259,7 +262,7 @@ def _amp_flags(use_amp: bool, use_gpu: bool) -> tuple[bool, bool]:
 def prepare_fit(
     model: nn.Module,
     train_objectives: Iterable[tuple[Any, nn.Module]],
-    evaluator: Any = None,
+    evaluator: Evaluator | None = None,
     epochs: int = 1,
     steps_per_epoch: int | None = None,
     scheduler: str = "WarmupLinear",
@@ -345,7 +348,7 @@ def prepare_fit(
 def fit(
     model: nn.Module,
     train_objectives: Iterable[tuple[Any, nn.Module]],
-    evaluator: Any = None,
+    evaluator: Evaluator | None = None,
     epochs: int = 1,
     steps_per_epoch: int | None = None,
     scheduler: str = "WarmupLinear",

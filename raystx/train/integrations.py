@@ -1,7 +1,7 @@
 """Experiment tracking for ``report_to``: TensorBoard, Weights & Biases and CodeCarbon callbacks.
 
 ``INTEGRATIONS`` maps each ``report_to`` name to a factory ``args -> TrainerCallback``;
-``raystx.train.callbacks.integration_callbacks`` builds them inside the rank-0 worker, whose loop calls
+``integration_callbacks(args)`` builds them inside the rank-0 worker, whose loop calls
 ``on_train_begin / on_log / on_evaluate / on_save / on_train_end``. ``check_report_to(args)`` runs the same
 checks on the driver (unknown names, missing packages) so that a bad ``report_to`` fails before any worker.
 
@@ -9,12 +9,13 @@ Metric names follow transformers' integrations: ``loss`` is logged as ``train/lo
 ``eval/x``; the x axis is ``state.global_step``.
 
 Secrets never reach a tracker: ``public_config(args)`` drops fields whose names look secret and masks the
-value of every environment variable whose name contains TOKEN, KEY, SECRET or PASSWORD (``redact``).
+value of every environment variable whose name contains TOKEN, KEY, SECRET or PASSWORD (``raystx.secrets``).
 """
 
 from __future__ import annotations
 
 import datetime
+import importlib
 import json
 import logging
 import os
@@ -24,57 +25,25 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from raystx.secrets import is_secret_name, redact_value
 from raystx.train.args import SentenceTransformerTrainingArguments
-from raystx.train.callbacks import TrainerCallback, TrainerState
+from raystx.train.trainer_callback import TrainerCallback, TrainerState
 
 logger = logging.getLogger("raystx.train")
 
-SECRET_NAME_PARTS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
-MIN_SECRET_LENGTH = 6
-REDACTED = "<redacted>"
 _SKIP_LOG_KEYS = ("step", "done")
 
 
-# ------------------------------------------------------------------------------------------------ secrets
-def is_secret_name(name: str) -> bool:
-    """True when a variable/field name suggests it holds a credential (``HF_TOKEN``, ``api_key``, ...)."""
-    upper = name.upper()
-    return any(part in upper for part in SECRET_NAME_PARTS)
-
-
-def secret_env_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values of the environment variables with secret-looking names, longest first.
-
-    Values shorter than ``MIN_SECRET_LENGTH`` characters are ignored (masking ``1`` or ``true`` everywhere would
-    mangle the text and such values are not credentials).
-    """
-    env = os.environ if environ is None else environ
-    values = {v for k, v in env.items() if is_secret_name(k) and v and len(v.strip()) >= MIN_SECRET_LENGTH}
-    return sorted(values, key=len, reverse=True)
-
-
-def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """``text`` with every secret environment value replaced by ``<redacted>``."""
-    for value in secret_env_values(environ):
-        text = text.replace(value, REDACTED)
-        stripped = value.strip()
-        if stripped != value:
-            text = text.replace(stripped, REDACTED)
-    return text
-
-
-def redact_value(value: Any, environ: Mapping[str, str] | None = None) -> Any:
-    """``value`` (nested dicts/lists/strings) with secret env values masked and secret-named keys redacted."""
-    if isinstance(value, str):
-        return redact(value, environ)
-    if isinstance(value, Mapping):
-        return {
-            k: (REDACTED if is_secret_name(str(k)) and v not in (None, "") else redact_value(v, environ))
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return type(value)(redact_value(v, environ) for v in value)
-    return value
+def require_package(integration: str, package: str) -> None:
+    """Raise ``ValueError`` naming the ``raystx[...]`` extra when ``package`` (needed by the ``report_to``
+    integration ``integration``) cannot be imported; the extras are declared in pyproject.toml."""
+    try:
+        importlib.import_module(package)
+    except ImportError as exc:
+        raise ValueError(
+            f"report_to={integration!r} needs the {package} package, which is not installed: "
+            f"pip install 'raystx[{integration}]' (or pip install {package})"
+        ) from exc
 
 
 def _plain(value: Any) -> Any:
@@ -122,8 +91,43 @@ def _safe_dir_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "run"
 
 
+# ------------------------------------------------------------------------------------------------ trackers
+class _TrackerCallback(TrainerCallback):
+    """A tracker started lazily (at train begin, or at the first log) that receives the renamed numeric logs.
+
+    Subclasses implement ``_start(args)`` (returns the tracker handle, created once) and
+    ``_write(values, step)``.
+    """
+
+    handle: Any = None
+
+    def _start(self, args: SentenceTransformerTrainingArguments) -> Any:
+        raise NotImplementedError
+
+    def _write(self, values: dict[str, float], step: int) -> None:
+        raise NotImplementedError
+
+    def _ensure(self, args: SentenceTransformerTrainingArguments) -> Any:
+        if self.handle is None:
+            self.handle = self._start(args)
+        return self.handle
+
+    def on_train_begin(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
+        self._ensure(args)
+
+    def on_log(
+        self,
+        args: SentenceTransformerTrainingArguments,
+        state: TrainerState,
+        logs: dict[str, Any],
+        **kwargs: Any,
+    ) -> None:
+        self._ensure(args)
+        self._write(rewrite_logs(logs), int(state.global_step))
+
+
 # ------------------------------------------------------------------------------------------------ TensorBoard
-class TensorBoardCallback(TrainerCallback):
+class TensorBoardCallback(_TrackerCallback):
     """Writes scalars to TensorBoard event files under ``{output_dir}/runs/{run_name or timestamp}``.
 
     Args:
@@ -132,53 +136,41 @@ class TensorBoardCallback(TrainerCallback):
     """
 
     def __init__(self, args: SentenceTransformerTrainingArguments, log_dir: str | os.PathLike | None = None):
-        try:
-            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-        except ImportError as exc:
-            raise ValueError(
-                "report_to='tensorboard' needs the tensorboard package: pip install tensorboard"
-            ) from exc
+        require_package("tensorboard", "tensorboard")
         if log_dir is None:
             log_dir = Path(args.output_dir).absolute() / "runs" / _safe_dir_name(_run_name(args))
         self.log_dir = Path(log_dir)
-        self.writer: Any = None
 
-    def _ensure_writer(self, args: SentenceTransformerTrainingArguments) -> Any:
-        if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+    @property
+    def writer(self) -> Any:
+        """The ``SummaryWriter`` (None before training begins and after it ends)."""
+        return self.handle
 
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            self.writer = SummaryWriter(log_dir=str(self.log_dir))
-            self.writer.add_text("args", json.dumps(public_config(args), indent=2, sort_keys=True))
-        return self.writer
+    def _start(self, args: SentenceTransformerTrainingArguments) -> Any:
+        from torch.utils.tensorboard import SummaryWriter
 
-    def on_train_begin(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
-        self._ensure_writer(args)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(log_dir=str(self.log_dir))
+        writer.add_text("args", json.dumps(public_config(args), indent=2, sort_keys=True))
+        return writer
 
-    def on_log(
-        self,
-        args: SentenceTransformerTrainingArguments,
-        state: TrainerState,
-        logs: dict[str, Any],
-        **kwargs: Any,
-    ) -> None:
-        writer = self._ensure_writer(args)
-        for tag, value in rewrite_logs(logs).items():
-            writer.add_scalar(tag, value, global_step=state.global_step)
-        writer.flush()
+    def _write(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.handle.add_scalar(tag, value, global_step=step)
+        self.handle.flush()
 
     def on_save(self, args, state, checkpoint_dir, **kwargs: Any) -> None:
         if self.writer is not None:
             self.writer.flush()
 
     def on_train_end(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
 
 
 # ------------------------------------------------------------------------------------------------ W&B
-class WandbCallback(TrainerCallback):
+class WandbCallback(_TrackerCallback):
     """Logs to Weights & Biases: one run per training, config = the non-secret training arguments.
 
     The project is ``$WANDB_PROJECT`` (default ``raystx``), the run name ``args.run_name``, files go under
@@ -187,55 +179,42 @@ class WandbCallback(TrainerCallback):
     """
 
     def __init__(self, args: SentenceTransformerTrainingArguments) -> None:
-        try:
-            import wandb  # noqa: F401
-        except ImportError as exc:
-            raise ValueError("report_to='wandb' needs the wandb package: pip install wandb") from exc
-        self.run: Any = None
+        require_package("wandb", "wandb")
         self._owns_run = False
 
-    def _ensure_run(self, args: SentenceTransformerTrainingArguments) -> Any:
-        if self.run is not None:
-            return self.run
+    @property
+    def run(self) -> Any:
+        """The ``wandb`` run (None before training begins and after it ends)."""
+        return self.handle
+
+    def _start(self, args: SentenceTransformerTrainingArguments) -> Any:
         import wandb
 
         if wandb.run is not None:
-            self.run = wandb.run
-            self.run.config.update(public_config(args), allow_val_change=True)
-            return self.run
+            wandb.run.config.update(public_config(args), allow_val_change=True)
+            return wandb.run
         directory = Path(args.output_dir).absolute()
         directory.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(
+        run = wandb.init(
             project=os.environ.get("WANDB_PROJECT", "raystx"),
             name=args.run_name,
             config=public_config(args),
             dir=str(directory),
         )
         self._owns_run = True
-        return self.run
+        return run
 
-    def on_train_begin(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
-        self._ensure_run(args)
-
-    def on_log(
-        self,
-        args: SentenceTransformerTrainingArguments,
-        state: TrainerState,
-        logs: dict[str, Any],
-        **kwargs: Any,
-    ) -> None:
-        run = self._ensure_run(args)
-        values = rewrite_logs(logs)
+    def _write(self, values: dict[str, float], step: int) -> None:
         if values:
-            run.log(values, step=int(state.global_step))
+            self.handle.log(values, step=step)
 
     def on_train_end(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
-        if self.run is not None:
+        if self.handle is not None:
             if state.best_metric is not None:
-                self.run.summary["best_metric"] = state.best_metric
+                self.handle.summary["best_metric"] = state.best_metric
             if self._owns_run:
-                self.run.finish()
-        self.run = None
+                self.handle.finish()
+        self.handle = None
         self._owns_run = False
 
 
@@ -244,13 +223,7 @@ class CodeCarbonCallback(TrainerCallback):
     """Measures the energy and CO2 of training with ``codecarbon.EmissionsTracker`` (output in ``output_dir``)."""
 
     def __init__(self, args: SentenceTransformerTrainingArguments) -> None:
-        try:
-            import codecarbon  # noqa: F401
-        except ImportError as exc:
-            raise ValueError(
-                "report_to='codecarbon' needs the codecarbon package, which is not installed: "
-                "pip install codecarbon"
-            ) from exc
+        require_package("codecarbon", "codecarbon")
         self.tracker: Any = None
         self.emissions: float | None = None
 
@@ -275,19 +248,40 @@ INTEGRATIONS: dict[str, Callable[[SentenceTransformerTrainingArguments], Trainer
 }
 
 
+def _factories(
+    args: SentenceTransformerTrainingArguments,
+) -> list[tuple[str, Callable[[SentenceTransformerTrainingArguments], TrainerCallback] | None]]:
+    """``(name, factory)`` for every ``report_to`` name (``all`` skipped); an unknown name has factory None."""
+    return [(name, INTEGRATIONS.get(name)) for name in args.report_to or [] if name != "all"]
+
+
+def _unsupported(name: str) -> str:
+    return f"report_to={name!r} is not supported; use one of {sorted(INTEGRATIONS)}"
+
+
+def integration_callbacks(args: SentenceTransformerTrainingArguments) -> list[TrainerCallback]:
+    """The tracking callbacks ``args.report_to`` asks for (built inside the rank-0 worker).
+
+    Raises ``ValueError`` for an unknown name or an integration whose package is not installed.
+    """
+    out: list[TrainerCallback] = []
+    for name, factory in _factories(args):
+        if factory is None:
+            raise ValueError(_unsupported(name))
+        out.append(factory(args))
+    return out
+
+
 def check_report_to(args: SentenceTransformerTrainingArguments) -> None:
     """Driver-side check of ``args.report_to``: every name is known and its package is importable.
 
-    Raises ``ValueError`` naming the integration and the package to install. Builds nothing persistent
-    (the callbacks' constructors only import their package).
+    Raises one ``ValueError`` listing every problem (naming the integration and the extra to install).
+    Builds nothing persistent (the callbacks' constructors only import their package).
     """
     problems = []
-    for name in args.report_to or []:
-        if name == "all":
-            continue
-        factory = INTEGRATIONS.get(name)
+    for name, factory in _factories(args):
         if factory is None:
-            problems.append(f"report_to={name!r} is not supported; use one of {sorted(INTEGRATIONS)}")
+            problems.append(_unsupported(name))
             continue
         try:
             factory(args)

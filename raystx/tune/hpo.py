@@ -26,7 +26,7 @@ import copy
 import dataclasses
 import inspect
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from torch import nn
 
@@ -34,6 +34,9 @@ from raystx.tune.objective import Objective, resolve_objective
 from raystx.tune.report import objective_keys
 from raystx.tune.settings import TuneSettings
 from raystx.tune.space import SearchSpace, SearchSpaceError
+
+if TYPE_CHECKING:
+    from raystx.data.protocol import DataSource
 
 
 class BestRun(NamedTuple):
@@ -181,7 +184,7 @@ class TrainerFactory:
     training data staged once on the driver (``sources``)."""
 
     trainer: Any
-    sources: dict[str, Any]
+    sources: dict[str, DataSource]
 
     def __call__(self, assignments: dict[str, Any], params: dict[str, Any]) -> Any:
         from raystx.train.trainer import SentenceTransformerTrainer

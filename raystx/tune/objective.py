@@ -8,7 +8,10 @@ search (one mode each).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raystx.evaluation.protocol import Evaluator
 
 MODES = ("max", "min")
 
@@ -38,7 +41,7 @@ class Objective:
         return a > b if self.mode == "max" else a < b
 
 
-def evaluator_metric(evaluator: Any) -> tuple[str | None, bool]:
+def evaluator_metric(evaluator: Evaluator | None) -> tuple[str | None, bool]:
     """``(eval_ key of the evaluator's primary metric, greater_is_better)``; ``(None, True)`` without one."""
     if evaluator is None:
         return None, True
@@ -60,7 +63,7 @@ def _as_tuple(value: Any) -> tuple:
     return (value,)
 
 
-def resolve_objective(metric: Any, mode: Any, evaluator: Any) -> Objective:
+def resolve_objective(metric: Any, mode: Any, evaluator: Evaluator | None) -> Objective:
     """The sweep objective from the ``metric``/``mode`` settings (str or list, None = the evaluator's default).
 
     Errors say what to set. ``minimize``/``maximize`` are accepted as modes (transformers' ``direction``).

@@ -3,7 +3,7 @@ multi-objective sweep.
 
 The trials are replayed into an in-memory Optuna study (completed trials with their values; stopped trials as
 pruned, with their intermediate values), whatever searcher ran the sweep, and drawn with
-``optuna.visualization.matplotlib``. Without matplotlib, or with fewer trials than a plot needs, that plot is
+``optuna.visualization.matplotlib``. Without matplotlib (the ``raystx[plots]`` extra), or with fewer trials than a plot needs, that plot is
 skipped and the reason returned.
 """
 
@@ -71,7 +71,7 @@ def write_plots(rows: list[TrialRow], objective: Objective, directory: str | Pat
         import matplotlib.pyplot as plt
         from optuna.visualization import matplotlib as ovm
     except ImportError as exc:
-        reason = f"skipped: matplotlib is not installed ({exc})"
+        reason = f"skipped: matplotlib is not installed ({exc}); pip install 'raystx[plots]'"
         return {"optimization_history": reason, "param_importances": reason}
     import optuna
 

@@ -18,15 +18,14 @@ from raystx.data.sources import prepare_sources
 from raystx.evaluation import EmbeddingSimilarityEvaluator
 from raystx.losses import MultipleNegativesRankingLoss
 from raystx.models import SentenceTransformer
+from raystx.secrets import REDACTED, redact
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.callbacks import TrainerState, integration_callbacks
 from raystx.train.integrations import (
-    REDACTED,
     TensorBoardCallback,
     WandbCallback,
     check_report_to,
     public_config,
-    redact,
     rewrite_logs,
 )
 from raystx.train.runtime import LocalRuntime

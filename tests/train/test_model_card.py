@@ -17,13 +17,10 @@ from raystx.data.sources import prepare_sources
 from raystx.evaluation import EmbeddingSimilarityEvaluator
 from raystx.losses import CoSENTLoss, MultipleNegativesRankingLoss
 from raystx.models import SentenceTransformer
+from raystx.models.card_data import SentenceTransformerModelCardData
+from raystx.models.model_card import generate_model_card
 from raystx.train.args import SentenceTransformerTrainingArguments
-from raystx.train.model_card import (
-    SentenceTransformerModelCardData,
-    attach_model_card,
-    collect_trainer_info,
-    generate_model_card,
-)
+from raystx.train.model_card import attach_model_card, collect_trainer_info
 from raystx.train.runtime import LocalRuntime
 from raystx.train.worker import WorkerPayload, train_worker
 
@@ -213,21 +210,35 @@ def test_card_data_dict_access_and_driver_side_evaluation(trained, monkeypatch, 
     assert model.model_card_data.model_name == "Tiny raystx test model"  # user values kept
     # An evaluator run on the driver after training records its metrics in the card (as in ST).
     fresh = evaluator(model)
-    card = model.model_card_generator(model)
+    card = generate_model_card(model)
     (result,) = _front_matter(card)["model-index"][0]["results"]
     assert {m["type"]: m["value"] for m in result["metrics"]} == {
         k[len("dev_") :]: v for k, v in fresh.items()
     }
 
 
-def test_save_pretrained_writes_the_full_card(trained, tmp_path):
+def test_save_pretrained_writes_the_full_card(trained, tiny_bert_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_SECRET)
+    untrained = SentenceTransformer(str(tiny_bert_dir), model_card_data={"model_name": "Untrained"})
+    untrained.save_pretrained(str(tmp_path / "untrained-card"))  # no run attached: the model part only
+    plain = (tmp_path / "untrained-card" / "README.md").read_text(encoding="utf-8")
+    assert _front_matter(plain)["library_name"] == "sentence-transformers"
+    assert "# Untrained" in plain and "- **Output Dimensionality:** 32 dimensions" in plain
+    assert "## Training Details" not in plain and "## Evaluation" not in plain
+
     model = trained["model"]
+
     attach_model_card(model, trained["info"])
+    assert model.model_card_data.trainer_info is not None
     model.save_pretrained(str(tmp_path / "saved"))
     readme = (tmp_path / "saved" / "README.md").read_text(encoding="utf-8")
-    if "## Training Details" not in readme:
-        pytest.skip(
-            "raystx.models.SentenceTransformer.save does not call model.model_card_generator yet "
-            "(needs the models owner's one-line hook)"
-        )
-    assert readme == model.model_card_generator(model)
+    assert readme == generate_model_card(model)
+    assert readme == generate_model_card(model, trainer_info=trained["info"])
+    assert "## Training Details" in readme and "### Training Logs" in readme
+    assert "- **Training**: 12.5 seconds" in readme
+    assert FAKE_SECRET not in readme
+
+
+def test_model_card_data_refuses_unknown_keys(tiny_bert_dir):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['licence'\]"):
+        SentenceTransformer(str(tiny_bert_dir), model_card_data={"licence": "mit"})
