@@ -11,6 +11,9 @@ def minimal_model_card(model: Any) -> str:
         f"  ({name}): {type(m).__name__}({m.extra_repr()})" for name, m in model.named_children()
     )
     data = getattr(model, "model_card_data", None) or {}
+    model_id = data.get("model_id")
+    datasets = [str(d) for d in (data.get("train_datasets") or [])]
+    dataset_meta = ["datasets:", *(f"- {d}" for d in datasets)] if datasets else []
     lines = [
         "---",
         "library_name: sentence-transformers",
@@ -18,6 +21,7 @@ def minimal_model_card(model: Any) -> str:
         "- sentence-transformers",
         "- feature-extraction",
         "- raystx",
+        *dataset_meta,
         "---",
         "",
         f"# {data.get('model_name', 'Sentence embedding model')}",
@@ -36,4 +40,15 @@ def minimal_model_card(model: Any) -> str:
         "```",
         "",
     ]
+    if datasets:
+        lines += [f"Training datasets: {', '.join(datasets)}", ""]
+    if model_id:
+        lines += [
+            "```python",
+            "from sentence_transformers import SentenceTransformer",
+            "",
+            f'model = SentenceTransformer("{model_id}")',
+            "```",
+            "",
+        ]
     return "\n".join(lines)
