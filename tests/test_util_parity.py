@@ -223,3 +223,39 @@ def test_parallel_sentences_dataset_labels_are_teacher_embeddings(tmp_path) -> N
         np.testing.assert_array_equal(example.label, sources[example.texts[0]])
     assert {e.texts[0] for e in seen} == set(sources)
     assert Teacher.calls == 1  # embeddings cached across rounds
+
+
+def test_fit_accepts_the_v2_datasets(tiny_bert_dir) -> None:
+    from torch.utils.data import DataLoader
+
+    from raystx import SentenceTransformer
+    from raystx.losses import BatchHardTripletLoss, CosineSimilarityLoss, MSELoss
+    from raystx.train.fit import prepare_fit
+
+    model = SentenceTransformer(str(tiny_bert_dir), device="cpu")
+    labelled = [InputExample(texts=[f"s{i}"], label=i % 3) for i in range(12)]
+    pairs = [InputExample(texts=[f"a{i}", f"b{i}"], label=i / 10) for i in range(10)]
+
+    class Teacher:
+        def encode(self, sentences, **kwargs):
+            return np.stack([np.full(32, len(s), dtype=np.float32) for s in sentences])
+
+    parallel = ParallelSentencesDataset(model, Teacher())
+    parallel.add_dataset([["hello", "hallo"], ["world", "welt"]], weight=1)
+    objectives = [
+        (DataLoader(SentencesDataset(pairs, model), batch_size=4, shuffle=True), CosineSimilarityLoss(model)),
+        (DataLoader(parallel, batch_size=2), MSELoss(model)),
+    ]
+    plan = prepare_fit(model, objectives, epochs=1)
+    pair_data, parallel_data = plan.datasets.values()
+    assert sorted(pair_data["sentence_0"]) == sorted(f"a{i}" for i in range(10))
+    assert sorted(parallel_data["sentence_0"]) == ["hallo", "hello", "welt", "world"]
+    for label in parallel_data["label"]:
+        assert label == [5.0] * 32  # the teacher embedding of the source sentence ("hello"/"world")
+
+    plan = prepare_fit(
+        model, [(DataLoader(SentenceLabelDataset(labelled), batch_size=4), BatchHardTripletLoss(model))]
+    )
+    assert plan.args.batch_sampler.value == "group_by_label"
+    (label_data,) = plan.datasets.values()
+    assert sorted(label_data["label"]) == sorted(e.label for e in labelled)
