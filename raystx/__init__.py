@@ -7,13 +7,19 @@ adding a ``ScalingConfig``::
     from raystx.losses import MultipleNegativesRankingLoss
 
 Names are imported lazily: ``import raystx`` pulls in neither Ray nor pydantic, so the model and the per-worker
-training loop also run on machines that only have torch and transformers.
+training loop also run on machines that only have torch and transformers. Every other module path that
+sentence-transformers accepts (``raystx.training_args``, ``raystx.losses.ContrastiveLoss``,
+``raystx.sentence_transformer.losses``, ...) resolves through the alias table in ``raystx._aliases``.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+from raystx import _aliases
+
+_aliases.install()
 
 __version__ = "0.1.0"
 
@@ -25,6 +31,11 @@ _LAZY = {
     "MultiDatasetBatchSamplers": "raystx.train.args",
     "SimilarityFunction": "raystx.evaluation",
     "InputExample": "raystx.data.input_example",
+    "SentenceTransformerModelCardData": "raystx.train.model_card",
+    "LoggingHandler": "raystx.logging_handler",
+    "SentencesDataset": "raystx.data.legacy_datasets",
+    "ParallelSentencesDataset": "raystx.data.legacy_datasets",
+    "quantize_embeddings": "raystx.models.quantize",
 }
 _SUBMODULES = {"losses", "evaluation", "models", "util", "data", "train", "tune", "distributed", "config"}
 

@@ -64,13 +64,14 @@ def push_to_hub(
     model_dir: str | os.PathLike | Any,
     repo_id: str,
     token: str | bool | None = None,
-    private: bool = False,
+    private: bool | None = False,
     commit_message: str = "Add new raystx SentenceTransformer model",
     *,
     exist_ok: bool = True,
     revision: str | None = None,
     create_pr: bool = False,
     commit_description: str | None = None,
+    replace_model_card: bool = True,
 ) -> str:
     """Upload a saved model to the Hub repository ``repo_id`` and return the commit (or PR) URL.
 
@@ -84,6 +85,8 @@ def push_to_hub(
         commit_message / commit_description: of the upload commit.
         exist_ok: accept an existing repository (default) instead of failing.
         revision: upload to this branch (created when missing). create_pr: open a pull request instead.
+        replace_model_card: when False and the repository already has a ``README.md``, keep it (the local card
+            is not uploaded).
     """
     from huggingface_hub import HfApi
 
@@ -106,6 +109,11 @@ def push_to_hub(
         full_id = getattr(repo, "repo_id", None) or repo_id
         if revision is not None:
             api.create_branch(repo_id=full_id, branch=revision, token=token, repo_type="model", exist_ok=True)
+        ignore = list(IGNORE_PATTERNS)
+        if not replace_model_card and api.file_exists(
+            full_id, "README.md", repo_type="model", revision=revision, token=token
+        ):
+            ignore.append("README.md")
         commit = api.upload_folder(
             repo_id=full_id,
             folder_path=str(folder),
@@ -115,7 +123,7 @@ def push_to_hub(
             repo_type="model",
             revision=revision,
             create_pr=create_pr,
-            ignore_patterns=IGNORE_PATTERNS,
+            ignore_patterns=ignore,
         )
     url = getattr(commit, "pr_url", None) if create_pr else None
     url = url or getattr(commit, "commit_url", None) or str(commit)

@@ -3,11 +3,19 @@
 Every ``*_sim`` / ``*_score`` function takes two 2-D tensors ``a`` (n, d) and ``b`` (m, d) (1-D inputs are
 treated as one row) and returns an (n, m) matrix of scores where larger means more similar. The
 ``pairwise_*`` variants take two (n, d) tensors and return the (n,) scores of matching rows.
+
+It also exposes the rest of ``sentence_transformers.util`` that training scripts call (``semantic_search``,
+``paraphrase_mining``, ``community_detection``, ``LoggingHandler``, ``SimilarityFunction``, ...); those live in
+their own modules and are imported on first use, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,6 +59,11 @@ def manhattan_sim(a: Tensor, b: Tensor) -> Tensor:
     return -torch.cdist(a, b, p=1.0)
 
 
+def pytorch_cos_sim(a: Tensor, b: Tensor) -> Tensor:
+    """Old name of ``cos_sim``."""
+    return cos_sim(a, b)
+
+
 def pairwise_cos_sim(a: Tensor, b: Tensor) -> Tensor:
     return (normalize_embeddings(_as_2d(a)) * normalize_embeddings(_as_2d(b))).sum(dim=-1)
 
@@ -91,3 +104,105 @@ def similarity_fn(name: str, pairwise: bool = False) -> Callable[[Tensor, Tensor
 def batch_to_device(batch: dict, device: torch.device | str) -> dict:
     """Move every tensor value of a feature dict to ``device`` (non-tensors are kept)."""
     return {k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in batch.items()}
+
+
+def truncate_embeddings(embeddings: np.ndarray | Tensor, truncate_dim: int | None) -> np.ndarray | Tensor:
+    """The first ``truncate_dim`` dimensions of each embedding (all of them for ``None``)."""
+    return embeddings[..., :truncate_dim]
+
+
+def all_gather(tensor: Tensor, with_grad: bool = False) -> Tensor:
+    """Rows of ``tensor`` from every rank, concatenated in rank order (identity outside a process group)."""
+    from raystx.distributed import all_gather_no_grad, all_gather_with_grad
+
+    return all_gather_with_grad(tensor) if with_grad else all_gather_no_grad(tensor)
+
+
+def is_dist_initialized() -> bool:
+    """Whether a ``torch.distributed`` process group is initialised."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def get_device_name() -> str:
+    """``cuda`` if a GPU is visible, else ``mps`` on Apple silicon, else ``cpu``."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def fullname(obj: Any) -> str:
+    """``module.ClassName`` of an object's class (or of a class), without the ``builtins.`` prefix."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    module = cls.__module__
+    return cls.__name__ if module in (None, "builtins") else f"{module}.{cls.__name__}"
+
+
+def import_from_string(dotted_path: str) -> Any:
+    """The attribute named by ``"package.module.Name"`` (``ImportError`` naming the path if it is missing)."""
+    module_path, _, name = dotted_path.rpartition(".")
+    if not module_path:
+        raise ImportError(f"{dotted_path!r} is not a dotted path like 'package.module.Name'")
+    module = importlib.import_module(module_path)
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ImportError(f"Module {module_path!r} has no attribute {name!r}") from None
+
+
+def is_sentence_transformer_model(model_name_or_path: str | os.PathLike, **kwargs: Any) -> bool:
+    """Whether a local directory holds a sentence-transformers model (``modules.json``); Hub ids are not checked."""
+    return (Path(model_name_or_path) / "modules.json").is_file()
+
+
+# names served by other modules, imported on first access
+_LAZY = {
+    "SimilarityFunction": "raystx.evaluation.similarity",
+    "LoggingHandler": "raystx.logging_handler",
+    "install_logger": "raystx.logging_handler",
+    "semantic_search": "raystx.retrieval",
+    "information_retrieval": "raystx.retrieval",
+    "paraphrase_mining": "raystx.retrieval",
+    "paraphrase_mining_embeddings": "raystx.retrieval",
+    "community_detection": "raystx.retrieval",
+    "quantize_embeddings": "raystx.models.quantize",
+    "pairwise_angle_sim": "raystx.losses.angle",
+    "get_rank": "raystx.distributed",
+    "get_world_size": "raystx.distributed",
+    "all_gather_with_grad": "raystx.distributed",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'raystx.util' has no attribute {name!r}")
+
+
+__all__ = sorted(
+    [
+        *_LAZY,
+        "all_gather",
+        "batch_to_device",
+        "cos_sim",
+        "dot_score",
+        "euclidean_sim",
+        "fullname",
+        "get_device_name",
+        "import_from_string",
+        "is_dist_initialized",
+        "is_sentence_transformer_model",
+        "manhattan_sim",
+        "normalize_embeddings",
+        "pairwise_cos_sim",
+        "pairwise_dot_score",
+        "pairwise_euclidean_sim",
+        "pairwise_manhattan_sim",
+        "pytorch_cos_sim",
+        "similarity_fn",
+        "truncate_embeddings",
+    ]
+)

@@ -134,7 +134,7 @@ def compose_batches(
     g = int(global_batch_size)
     if batch_sampler == "batch_sampler":
         return [order[i * g : (i + 1) * g] for i in range(len(order) // g)]
-    if batch_sampler == "no_duplicates":
+    if batch_sampler in ("no_duplicates", "no_duplicates_hashed"):  # hashed: ST's faster check, same batches
         if texts is None:
             raise ValueError("no_duplicates needs the texts of the dataset's rows")
         batches: list[np.ndarray] = []

@@ -10,8 +10,11 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import tempfile
+import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -377,19 +380,57 @@ class SentenceTransformer(nn.Sequential):
         return list(out[output_value].detach())
 
     def encode_query(self, sentences: str | Sequence[Any], **kwargs: Any) -> Any:
-        """``encode`` with the ``query`` prompt when the model has one (and no prompt was given)."""
-        if "prompt" not in kwargs and "prompt_name" not in kwargs and self.prompts.get("query"):
+        """``encode`` with the ``query`` prompt when ``prompts`` has that key and no prompt was given.
+
+        A ``query`` prompt that is the empty string still wins over ``default_prompt_name``, as in
+        sentence-transformers.
+        """
+        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None and "query" in self.prompts:
             kwargs["prompt_name"] = "query"
+        kwargs.pop("task", None)  # sentence-transformers routes by task; raystx has no Router module
         return self.encode(sentences, **kwargs)
 
     def encode_document(self, sentences: str | Sequence[Any], **kwargs: Any) -> Any:
-        """``encode`` with the ``document`` prompt when the model has one (and no prompt was given)."""
-        if "prompt" not in kwargs and "prompt_name" not in kwargs:
+        """``encode`` with the first of the ``document``/``passage``/``corpus`` prompts ``prompts`` has."""
+        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None:
             for name in ("document", "passage", "corpus"):
-                if self.prompts.get(name):
+                if name in self.prompts:
                     kwargs["prompt_name"] = name
                     break
+        kwargs.pop("task", None)
         return self.encode(sentences, **kwargs)
+
+    @contextmanager
+    def truncate_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """Within the block, ``encode`` keeps the first ``truncate_dim`` dimensions (``None``: all)."""
+        previous = self.truncate_dim
+        self.truncate_dim = truncate_dim
+        try:
+            yield
+        finally:
+            self.truncate_dim = previous
+
+    @contextmanager
+    def truncate_sentence_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """Old name of ``truncate_embeddings`` (FutureWarning, as in sentence-transformers)."""
+        warnings.warn(
+            "truncate_sentence_embeddings is renamed to truncate_embeddings", FutureWarning, stacklevel=3
+        )
+        with self.truncate_embeddings(truncate_dim):
+            yield
+
+    def set_pooling_include_prompt(self, include_prompt: bool) -> None:
+        """Set ``include_prompt`` of the first ``Pooling`` module (prompt tokens pooled or not)."""
+        for module in self._modules.values():
+            if isinstance(module, Pooling):
+                module.include_prompt = include_prompt
+                break
+
+    def evaluate(self, evaluator: Any, output_path: str | None = None) -> dict[str, float] | float:
+        """Run ``evaluator(self, output_path)`` (the directory is created first) and return its result."""
+        if output_path is not None:
+            os.makedirs(output_path, exist_ok=True)
+        return evaluator(self, output_path)
 
     # -- similarity ----------------------------------------------------------------------------------------
     def similarity(self, embeddings1: Any, embeddings2: Any) -> Tensor:
@@ -474,6 +515,83 @@ class SentenceTransformer(nn.Sequential):
     def save_pretrained(self, path: str | os.PathLike, **kwargs: Any) -> None:
         """Same as ``save``."""
         self.save(path, **kwargs)
+
+    # -- Hugging Face Hub ----------------------------------------------------------------------------------
+    def push_to_hub(
+        self,
+        repo_id: str,
+        token: str | None = None,
+        private: bool | None = None,
+        safe_serialization: bool = True,
+        commit_message: str | None = None,
+        local_model_path: str | None = None,
+        exist_ok: bool = False,
+        replace_model_card: bool = False,
+        train_datasets: list[str] | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+    ) -> str:
+        """Upload the model to the Hub repository ``repo_id`` (created if needed); returns the commit URL.
+
+        Arguments as in sentence-transformers: ``local_model_path`` uploads that saved directory instead of this
+        model; ``exist_ok=False`` refuses an existing repository (unless ``create_pr``); ``replace_model_card=False``
+        keeps a ``README.md`` the repository already has; ``train_datasets`` are named in the model card. The
+        upload goes through ``huggingface_hub.HfApi`` (see ``raystx.hub.push_to_hub``).
+        """
+        from raystx.hub import push_to_hub
+
+        options: dict[str, Any] = dict(
+            token=token,
+            private=private,
+            commit_message=commit_message or f"Add new {type(self).__name__} model",
+            exist_ok=exist_ok or create_pr,
+            revision=revision,
+            create_pr=create_pr,
+            replace_model_card=replace_model_card,
+        )
+        if local_model_path is not None:
+            return push_to_hub(local_model_path, repo_id, **options)
+        with tempfile.TemporaryDirectory(prefix="raystx-push-") as tmp:
+            card = self.model_card_data
+            if card is not None:
+                card["model_id"] = repo_id
+            self.save(tmp, train_datasets=train_datasets, safe_serialization=safe_serialization)
+            return push_to_hub(tmp, repo_id, **options)
+
+    def save_to_hub(
+        self,
+        repo_id: str,
+        organization: str | None = None,
+        token: str | None = None,
+        private: bool | None = None,
+        safe_serialization: bool = True,
+        commit_message: str = "Add new model.",
+        local_model_path: str | None = None,
+        exist_ok: bool = False,
+        replace_model_card: bool = False,
+        train_datasets: list[str] | None = None,
+    ) -> str:
+        """Deprecated name of ``push_to_hub`` (``organization`` is prepended to a bare ``repo_id``)."""
+        warnings.warn("save_to_hub is deprecated; use push_to_hub instead", FutureWarning, stacklevel=2)
+        if organization:
+            if "/" not in repo_id:
+                repo_id = f"{organization}/{repo_id}"
+            elif repo_id.split("/")[0] != organization:
+                raise ValueError(
+                    f"organization={organization!r} does not match the namespace of repo_id={repo_id!r}; "
+                    "pass repo_id='organization/name' and no organization"
+                )
+        return self.push_to_hub(
+            repo_id=repo_id,
+            token=token,
+            private=private,
+            safe_serialization=safe_serialization,
+            commit_message=commit_message,
+            local_model_path=local_model_path,
+            exist_ok=exist_ok,
+            replace_model_card=replace_model_card,
+            train_datasets=train_datasets,
+        )
 
 
 def _text_length(item: Any) -> int:

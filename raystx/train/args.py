@@ -2,15 +2,24 @@
 
 A plain dataclass (no pydantic, no Ray) so that the per-worker loop can run anywhere torch runs.
 ``validate(use_gpu=...)`` is called on the driver before any worker starts; its errors name the fields.
+
+Every field of transformers' ``TrainingArguments`` is accepted (keyword-only, after raystx's own fields; see
+``raystx.train.hf_fields``): a script written for sentence-transformers never fails with ``TypeError`` here.
+Fields that have no meaning on Ray Train, or that the training loop does not use yet, are named in one
+``IgnoredArgumentWarning`` when set to anything but their default.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+from raystx.train.hf_fields import EXTRA_FIELDS
 
 
 class BatchSamplers(str, Enum):
@@ -18,6 +27,8 @@ class BatchSamplers(str, Enum):
 
     BATCH_SAMPLER = "batch_sampler"
     NO_DUPLICATES = "no_duplicates"
+    # same batches as NO_DUPLICATES (sentence-transformers hashes the texts to compare them faster)
+    NO_DUPLICATES_HASHED = "no_duplicates_hashed"
     GROUP_BY_LABEL = "group_by_label"
 
 
@@ -35,10 +46,28 @@ class IntervalStrategy(str, Enum):
 
 
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd")
+
+
+class IgnoredArgumentWarning(UserWarning):
+    """Training arguments that were set but have no effect in raystx (the message says what to use instead)."""
+
+
+def _extra_field(default: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), kw_only=True)
+    return field(default=default, kw_only=True)
+
+
+# transformers' other TrainingArguments fields, keyword-only so that raystx's own field order is kept
+_TransformersFields = dataclasses.make_dataclass(
+    "_TransformersFields", [(name, Any, _extra_field(spec.default)) for name, spec in EXTRA_FIELDS.items()]
+)
+_TransformersFields.__module__ = __name__
 
 
 @dataclass
-class SentenceTransformerTrainingArguments:
+class SentenceTransformerTrainingArguments(_TransformersFields):
     """What to train for and how; field names and defaults follow sentence-transformers / transformers."""
 
     output_dir: str = "outputs"
@@ -53,6 +82,8 @@ class SentenceTransformerTrainingArguments:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
+    optim: str = "adamw_torch_fused"
+    optim_args: str | None = None
     max_grad_norm: float = 1.0
     lr_scheduler_type: str = "linear"
     lr_scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +120,22 @@ class SentenceTransformerTrainingArguments:
     disable_tqdm: bool | None = None
 
     def __post_init__(self) -> None:
+        self.optim = str(getattr(self.optim, "value", self.optim))
+        if isinstance(self.warmup_steps, float) and 0 < self.warmup_steps < 1 and not self.warmup_ratio:
+            # transformers 5 reads a float warmup_steps below 1 as a ratio of the total steps
+            self.warmup_ratio, self.warmup_steps = self.warmup_steps, 0
+        for name in ("learning_rate_mapping", "prompts", "router_mapping"):
+            value = getattr(self, name)
+            if isinstance(value, str):  # a stringified dict, as sentence-transformers accepts
+                try:
+                    setattr(self, name, json.loads(value))
+                except json.JSONDecodeError:
+                    if name != "prompts":  # a plain string is a single prompt for every column
+                        raise ValueError(
+                            f"{name} must be a dict or a JSON object string, got {value!r}"
+                        ) from None
+        if self.router_mapping is None:
+            self.router_mapping = {}
         self.batch_sampler = _enum(BatchSamplers, self.batch_sampler, "batch_sampler")
         self.multi_dataset_batch_sampler = _enum(
             MultiDatasetBatchSamplers, self.multi_dataset_batch_sampler, "multi_dataset_batch_sampler"
@@ -100,6 +147,21 @@ class SentenceTransformerTrainingArguments:
             self.report_to = [] if self.report_to in ("none", "") else [self.report_to]
         if self.eval_strategy is IntervalStrategy.STEPS and self.eval_steps is None:
             self.eval_steps = self.logging_steps
+        self._warn_ignored()
+
+    def _warn_ignored(self) -> None:
+        """One warning naming every set field that raystx does not use, with what to use instead."""
+        lines = []
+        for name, spec in EXTRA_FIELDS.items():
+            if spec.kind == "noop" or _same(getattr(self, name), spec.default):
+                continue
+            lines.append(f"{name}: {spec.note}")
+        if lines:
+            warnings.warn(
+                "These training arguments have no effect in raystx:\n  - " + "\n  - ".join(lines),
+                IgnoredArgumentWarning,
+                stacklevel=4,
+            )
 
     # ------------------------------------------------------------------ validation
     def validate(self, use_gpu: bool = False) -> None:
@@ -121,6 +183,10 @@ class SentenceTransformerTrainingArguments:
             errors.append(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
         if self.warmup_steps < 0:
             errors.append(f"warmup_steps must be >= 0 (got {self.warmup_steps})")
+        if self.optim not in OPTIMIZERS:
+            errors.append(
+                f"optim={self.optim!r} is not supported by raystx; use one of {', '.join(OPTIMIZERS)}"
+            )
         if self.lr_scheduler_type not in SCHEDULERS:
             errors.append(
                 f"lr_scheduler_type={self.lr_scheduler_type!r} is not one of {', '.join(SCHEDULERS)}"
@@ -161,9 +227,12 @@ class SentenceTransformerTrainingArguments:
             raise ValueError("Invalid training arguments:\n  - " + "\n  - ".join(errors))
 
     def to_dict(self) -> dict[str, Any]:
+        """Field values with enums as their values and tokens masked (``hub_token`` -> ``"<HUB_TOKEN>"``)."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name.endswith("_token") and value is not None:
+                value = f"<{f.name.upper()}>"
             out[f.name] = value.value if isinstance(value, Enum) else value
         return out
 
@@ -176,6 +245,13 @@ class SentenceTransformerTrainingArguments:
     @property
     def steps_interval_strategy(self) -> dict[str, IntervalStrategy]:
         return {"eval": self.eval_strategy, "save": self.save_strategy, "logging": self.logging_strategy}
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value == default)
+    except Exception:  # e.g. arrays
+        return False
 
 
 def _enum(cls: type[Enum], value: Any, name: str) -> Any:

@@ -26,14 +26,22 @@ def unique_parameters(modules: Iterable[nn.Module]) -> list[tuple[str, nn.Parame
     return out
 
 
-def build_optimizer(
-    named_params: list[tuple[str, nn.Parameter]], args: SentenceTransformerTrainingArguments
-) -> torch.optim.Optimizer:
-    """AdamW with decoupled weight decay (none on biases and norms), per-parameter lr from learning_rate_mapping.
+def parse_optim_args(optim_args: str | None) -> dict[str, str]:
+    """``"momentum=0.9,nesterov=True"`` -> ``{"momentum": "0.9", "nesterov": "True"}`` (transformers' format)."""
+    out: dict[str, str] = {}
+    for item in (optim_args or "").replace(" ", "").split(","):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"optim_args must look like 'key=value,key2=value2', got {optim_args!r}")
+        out[key] = value
+    return out
 
-    ``learning_rate_mapping`` maps regexes over parameter names to learning rates, as in sentence-transformers.
-    Uses the fused implementation where torch offers it for the parameters' device.
-    """
+
+def _param_groups(
+    named_params: list[tuple[str, nn.Parameter]], args: SentenceTransformerTrainingArguments
+) -> list[dict]:
     import re
 
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
@@ -42,12 +50,45 @@ def build_optimizer(
         lr = next((lr for pattern, lr in mapping if pattern.search(name)), args.learning_rate)
         decay = 0.0 if any(k in name for k in _NO_DECAY) else args.weight_decay
         groups.setdefault((lr, decay), []).append(param)
-    param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
-    kwargs = dict(lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
-    try:
-        return torch.optim.AdamW(param_groups, fused=True, **kwargs)
-    except (RuntimeError, TypeError, ValueError):
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+
+
+def build_optimizer(
+    named_params: list[tuple[str, nn.Parameter]], args: SentenceTransformerTrainingArguments
+) -> torch.optim.Optimizer:
+    """The optimizer named by ``args.optim``, with decoupled weight decay (none on biases and norms).
+
+    ``learning_rate_mapping`` maps regexes over parameter names to learning rates, as in sentence-transformers.
+    The optimizers and their settings follow transformers' Trainer: ``adamw_torch`` (torch AdamW with
+    ``adam_beta1/2`` and ``adam_epsilon``), ``adamw_torch_fused`` (the same, fused where torch offers it for the
+    parameters' device), ``adafactor`` (transformers' Adafactor with ``scale_parameter=False,
+    relative_step=False`` and the given learning rate) and ``sgd`` (``momentum``, ``dampening``, ``nesterov``
+    from ``optim_args``).
+    """
+    param_groups = _param_groups(named_params, args)
+    extra = parse_optim_args(getattr(args, "optim_args", None))
+    optim = getattr(args, "optim", "adamw_torch_fused")
+    if optim in ("adamw_torch", "adamw_torch_fused"):
+        betas = (float(extra.get("beta1", args.adam_beta1)), float(extra.get("beta2", args.adam_beta2)))
+        kwargs = dict(lr=args.learning_rate, betas=betas, eps=float(extra.get("eps", args.adam_epsilon)))
+        if optim == "adamw_torch_fused":
+            try:
+                return torch.optim.AdamW(param_groups, fused=True, **kwargs)
+            except (RuntimeError, TypeError, ValueError):
+                pass
         return torch.optim.AdamW(param_groups, **kwargs)
+    if optim == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(param_groups, lr=args.learning_rate, scale_parameter=False, relative_step=False)
+    if optim == "sgd":
+        kwargs = {key: float(extra[key]) for key in ("momentum", "dampening") if key in extra}
+        if "nesterov" in extra:
+            kwargs["nesterov"] = extra["nesterov"].lower() in ("true", "1", "yes")
+        return torch.optim.SGD(param_groups, lr=args.learning_rate, **kwargs)
+    raise ValueError(
+        f"optim={optim!r} is not supported by raystx; use one of adamw_torch, adamw_torch_fused, adafactor, sgd"
+    )
 
 
 def build_scheduler(
