@@ -22,7 +22,7 @@ TRAIN = command("train", TRAIN_CONFIG)
 """Fine-tune all-MiniLM-L6-v2 with CoSENT on STS-B (``rayjob-train.yaml``)."""
 
 TUNE = command("tune", TRAIN_CONFIG)
-"""Sweep over the training config (``rayjob-tune.yaml``); needs ``raystx tune``."""
+"""Sweep over the training config with ``raystx tune`` (``rayjob-tune.yaml``)."""
 
 SMOKE = command("train", SMOKE_CONFIG)
 """A tiny random model for a few steps (the live job test; a cluster smoke check)."""

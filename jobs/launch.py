@@ -1,9 +1,11 @@
 """What ``jobs/train.py``, ``jobs/tune.py`` and ``jobs/eval.py`` share: parse the job's arguments, add the
 overrides the environment asks for, and run the ``raystx`` command line in this process.
 
-Overrides, later ones winning: ``${VAR}`` references in the config's values (see ``jobs/config_env.py``),
-then ``RAYSTX_OVERRIDES`` (``key=value`` items separated by spaces, shell-quoted; handy in a runtime_env or a
-RayJob's pod env, e.g. ``RAYSTX_OVERRIDES="scaling.use_gpu=true scaling.num_workers=4"``), then ``--set``.
+``${VAR}`` references in the config's values are filled in from this process's environment by the config
+loader itself (``raystx.config.read_raw``, the same for ``raystx train|validate|eval|tune``). Overrides, later
+ones winning: the file, then ``RAYSTX_OVERRIDES`` (``key=value`` items separated by spaces, shell-quoted;
+handy in a runtime_env or a RayJob's pod env, e.g. ``RAYSTX_OVERRIDES="scaling.use_gpu=true
+scaling.num_workers=4"``), then ``--set``.
 The exit status is the command's own (0 on success, 1 on a failed run, 2 on a bad config), so
 ``ray job submit`` and KubeRay report the training's status.
 """
@@ -15,11 +17,6 @@ import os
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-
-import yaml
-
-from jobs.config_env import ConfigEnvError, env_overrides
 
 OVERRIDES_ENV = "RAYSTX_OVERRIDES"
 COMMANDS = ("train", "tune", "eval")
@@ -46,8 +43,8 @@ def parser(command: str) -> argparse.ArgumentParser:
     return p
 
 
-def _keys(items: Sequence[str]) -> list[str]:
-    return [item.split("=", 1)[0].strip() for item in items if "=" in item]
+class OverridesError(ValueError):
+    """``RAYSTX_OVERRIDES`` holds an item that is not ``key.path=value``."""
 
 
 def cli_args(command: str, argv: Sequence[str], environ: Mapping[str, str] | None = None) -> list[str]:
@@ -60,34 +57,15 @@ def cli_args(command: str, argv: Sequence[str], environ: Mapping[str, str] | Non
     from_env = shlex.split(environ.get(OVERRIDES_ENV, ""))
     bad = [item for item in from_env if "=" not in item]
     if bad:
-        raise ConfigEnvError(f"{OVERRIDES_ENV} items must be key.path=value; got {bad}")
-    later = [*from_env, *ns.overrides]
-    expanded: list[str] = []
-    config = Path(ns.config)
-    if config.is_file():  # a missing or broken file is reported by `raystx` itself
-        try:
-            raw = yaml.safe_load(config.read_text(encoding="utf-8"))
-        except yaml.YAMLError:
-            raw = None
-        if isinstance(raw, Mapping):
-            expanded = env_overrides(raw, environ, overridden=_keys(later))
-    args = [command, str(config)]
-    for item in [*expanded, *later]:
+        raise OverridesError(f"{OVERRIDES_ENV} items must be key.path=value; got {bad}")
+    args = [command, str(ns.config)]  # a missing or broken file is reported by `raystx` itself
+    for item in [*from_env, *ns.overrides]:
         args += ["--set", item]
     if getattr(ns, "resume", False):
         args.append("--resume")
     if command == "eval":
         args += ["--model", ns.model]
     return args + list(extra)
-
-
-def cli_commands() -> set[str]:
-    """The commands this install's ``raystx`` command line offers."""
-    from typer.main import get_command
-
-    from raystx.cli import app
-
-    return set(getattr(get_command(app), "commands", {}))
 
 
 def run_cli(args: Sequence[str]) -> int:
@@ -110,16 +88,9 @@ def run_cli(args: Sequence[str]) -> int:
 
 def main(command: str, argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jobs/{command}.py``: build the ``raystx`` arguments and run them."""
-    if command not in cli_commands():
-        print(
-            f"error: this raystx has no `raystx {command}` command yet (raystx/cli.py); "
-            f"jobs/{command}.py forwards to it once it exists",
-            file=sys.stderr,
-        )
-        return 2
     try:
         args = cli_args(command, sys.argv[1:] if argv is None else argv)
-    except ConfigEnvError as exc:
+    except OverridesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("raystx " + shlex.join(args), file=sys.stderr, flush=True)

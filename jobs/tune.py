@@ -2,8 +2,8 @@
 
     python jobs/tune.py --config jobs/configs/train.yaml [--set key=value ...] [raystx tune options ...]
 
-Forwards to ``raystx tune CONFIG``; options this script does not know are passed on unchanged. Until
-``raystx tune`` exists it exits with status 2 and says so.
+Forwards to ``raystx tune CONFIG`` (the config needs ``search:``/``tune:`` sections); options this script does
+not know are passed on unchanged. Exit status: 0 when the sweep finished, 1 when it failed, 2 for a bad config.
 """
 
 from __future__ import annotations

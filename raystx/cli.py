@@ -37,19 +37,24 @@ def _load(config: Path, overrides: list[str] | None):
 
 
 def _fail(exc: BaseException) -> None:
+    """Report ``exc`` and exit: status 2 for a bad config (``ConfigError``), 1 for anything else."""
+    from raystx.config import ConfigError
+
+    if isinstance(exc, ConfigError):
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
     raise typer.Exit(1) from None
 
 
 @app.command()
 def validate(config: Path, set_: SetOption = None) -> None:
-    """Check the config, read the datasets' schemas and samples, and check them against the losses."""
+    """Check the config, the datasets' schemas and samples against the losses, and the evaluator (no Ray)."""
     cfg = _load(config, set_)
-    from raystx.train.build import build_trainer
+    from raystx.train.preflight import check_config
 
     try:
-        trainer = build_trainer(cfg)
-        sources = trainer.validate()
+        sources = check_config(cfg)
     except Exception as exc:  # noqa: BLE001 - shown to the user with its type
         _fail(exc)
     for name, src in sources.items():
@@ -96,14 +101,10 @@ def tune_command(
 ) -> None:
     """Sweep hyperparameters/losses (Ray Tune + Optuna) over the config's `search:` and `tune:` sections."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from raystx.config import ConfigError
     from raystx.tune import run_sweep
 
     try:
         result = run_sweep(config, overrides=set_ or [], resume=resume)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
     typer.echo(result.summary())

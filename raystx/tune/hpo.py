@@ -254,12 +254,9 @@ def hyperparameter_search(
 
     Returns the best run (``BestRun``), or for a multi-objective search (a list ``direction`` and a
     ``compute_objective`` returning a list) the Pareto-optimal runs."""
-    import os
-
-    import ray
-
     from raystx.data.sources import prepare_sources
-    from raystx.tune.spec import scaling_config
+    from raystx.ray_init import ensure_ray
+    from raystx.train.build import scaling_config
     from raystx.tune.sweep import DATA_DIR, execute
 
     if backend not in (None, "ray", "optuna"):
@@ -273,8 +270,7 @@ def hyperparameter_search(
     resume = bool(kwargs.pop("resume", False))
     callbacks = kwargs.pop("callbacks", None)
     settings, scaling = _settings(kwargs, n_trials)
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True)
+    ensure_ray()
     space = as_space(hp_space)
     output_dir = Path(trainer.args.output_dir).absolute()
     storage = str(Path(settings.storage_path).absolute()) if settings.storage_path else str(output_dir)
@@ -293,8 +289,8 @@ def hyperparameter_search(
     else:
         objective = resolve_objective(None, directions or None, trainer.evaluator)
     if settings.resources is not None:
-        scaling = scaling_config(settings.resources.model_dump())
-    scaling = scaling or trainer.scaling_config or scaling_config({})
+        scaling = scaling_config(settings.resources)
+    scaling = scaling or trainer.scaling_config or scaling_config()
     shipped = copy.copy(trainer)  # what trials receive: no raw datasets (they get the staged sources)
     shipped.train_dataset = shipped.eval_dataset = None
     shipped.scaling_config = scaling

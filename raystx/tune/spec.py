@@ -25,32 +25,23 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from raystx.config import ConfigError, ExperimentConfig, apply_overrides, parse_yaml
+from raystx.config import (
+    ConfigError,
+    ExperimentConfig,
+    ScalingSection,
+    format_errors,
+    read_raw,
+    validate_experiment,
+)
 from raystx.tune.settings import TuneSettings
 from raystx.tune.space import SearchSpace, SearchSpaceError, apply_assignments
 
 DATA_SECTIONS = ("train_data", "evaluator")
 
 
-def _errors(exc: ValidationError, where: str) -> ConfigError:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = "unknown key (not allowed here)" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"  - {loc}: {msg}")
-    return ConfigError(f"Invalid {where}:\n" + "\n".join(lines))
-
-
 def experiment_from_raw(raw: dict[str, Any], base_dir: Path, where: str) -> ExperimentConfig:
     """Validate a raw training config (paths relative to ``base_dir``); errors name ``where`` and the keys."""
-    from raystx.config import resolve_paths
-
-    try:
-        config = ExperimentConfig.model_validate(copy.deepcopy(raw))
-    except ValidationError as exc:
-        raise _errors(exc, where) from None
-    resolve_paths(config, base_dir)
-    return config
+    return validate_experiment(raw, base_dir, where)
 
 
 @dataclass
@@ -91,7 +82,7 @@ def sweep_from_dict(raw: dict[str, Any], base_dir: str | Path = ".", path: Path 
     try:
         settings = TuneSettings.model_validate(tune)
     except ValidationError as exc:
-        raise _errors(exc, f"tune section of {where}") from None
+        raise format_errors(exc, f"tune section of {where}", section="tune") from None
     try:
         space = SearchSpace(search)
     except SearchSpaceError as exc:
@@ -102,15 +93,10 @@ def sweep_from_dict(raw: dict[str, Any], base_dir: str | Path = ".", path: Path 
 
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
-    """Read a sweep YAML (a training config plus ``search:`` and ``tune:``) with ``--set`` overrides."""
+    """Read a sweep YAML (a training config plus ``search:`` and ``tune:``) with ``--set`` overrides and
+    ``${VAR}`` references expanded, exactly as ``load_config`` reads a training config."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {path} does not exist")
-    raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping at the top level")
-    raw = apply_overrides(raw, overrides or [])
-    return sweep_from_dict(raw, path.parent, path)
+    return sweep_from_dict(read_raw(path, overrides, what="sweep file"), path.parent, path)
 
 
 # ------------------------------------------------------------------------------------------ prepared data
@@ -141,16 +127,14 @@ class ConfigTrainerFactory:
     raw: dict[str, Any]
     base_dir: Path
     prepared: dict[str, PreparedData]
-    scaling_override: dict[str, Any] | None = None
+    scaling_override: ScalingSection | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def config(self, assignments: dict[str, Any], where: str = "trial config") -> ExperimentConfig:
         return experiment_from_raw(apply_assignments(self.raw, assignments), self.base_dir, where)
 
     def __call__(self, assignments: dict[str, Any], params: dict[str, Any]) -> Any:
-        from raystx.train.args import SentenceTransformerTrainingArguments
-        from raystx.train.build import build_loss, build_model
-        from raystx.train.trainer import SentenceTransformerTrainer
+        from raystx.train.build import build_trainer
 
         config = self.config(assignments, f"trial config {params}")
         key = data_key(config)
@@ -160,33 +144,14 @@ class ConfigTrainerFactory:
                 "change datasets or the evaluator only through choice options with fixed values"
             )
         data = self.prepared[key]
-        args = SentenceTransformerTrainingArguments(**{**config.args, **self.overrides})
-        model = build_model(config)
-        if config.losses is not None:
-            loss: Any = {name: build_loss(lc, model) for name, lc in config.losses.items()}
-        else:
-            loss = build_loss(config.loss, model)
-        scaling = scaling_config(self.scaling_override or config.scaling.model_dump())
-        return SentenceTransformerTrainer(
-            model=model,
-            args=args,
+        return build_trainer(
+            config,
             train_dataset={name: source.open() for name, source in data.sources.items()},
-            loss=loss,
             evaluator=data.evaluator,
-            scaling_config=scaling,
+            args_overrides=self.overrides,
+            scaling=self.scaling_override,
+            with_run_config=False,
         )
-
-
-def scaling_config(section: dict[str, Any]) -> Any:
-    """A ``ray.train.ScalingConfig`` from a ``scaling``-style dict."""
-    from ray.train import ScalingConfig
-
-    return ScalingConfig(
-        num_workers=section.get("num_workers", 1),
-        use_gpu=section.get("use_gpu", False),
-        resources_per_worker=section.get("resources_per_worker"),
-        placement_strategy=section.get("placement_strategy", "PACK"),
-    )
 
 
 def prepare_trials(spec: SweepSpec, staging_dir: str | Path, limit: int = 64) -> ConfigTrainerFactory:
@@ -195,16 +160,20 @@ def prepare_trials(spec: SweepSpec, staging_dir: str | Path, limit: int = 64) ->
     Raises ``ConfigError`` (bad config keys in an option) or the data plane's ``DatasetValidationError`` (a
     dataset that does not fit the option's loss), naming the option's parameters."""
     from raystx.data.sources import prepare_sources, validate_sources
-    from raystx.train.build import build_dataset, build_evaluator, build_loss, build_model
+    from raystx.train.build import build_dataset, build_evaluator, build_losses, build_model, check_components
 
     staging = Path(staging_dir)
     prepared: dict[str, PreparedData] = {}
     models: dict[str, Any] = {}
-    scaling_override = spec.settings.resources.model_dump() if spec.settings.resources else None
+    scaling_override = spec.settings.resources
     for assignments, params in spec.space.structural_variants(limit=limit):
         label = ", ".join(f"{k}={v}" for k, v in params.items() if spec.space.distributions[k].categorical)
         where = f"sweep option ({label})" if label else "sweep config"
         config = spec.experiment(assignments, where)
+        try:
+            check_components(config)  # loss/evaluator kwargs, before any data is staged or model built
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         key = data_key(config)
         if key not in prepared:
             train = {name: build_dataset(name, dc) for name, dc in config.train_data.items()}
@@ -222,14 +191,11 @@ def prepare_trials(spec: SweepSpec, staging_dir: str | Path, limit: int = 64) ->
                 k: float(v) for k, v in data.evaluator(model).items() if isinstance(v, (int, float))
             }
         try:
-            if config.losses is not None:
-                losses: Any = {name: build_loss(lc, model) for name, lc in config.losses.items()}
-            else:
-                losses = build_loss(config.loss, model)
+            losses = build_losses(config, model)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        scaling = scaling_override or config.scaling.model_dump()
-        batch = int(config.args.get("per_device_train_batch_size", 8)) * int(scaling.get("num_workers", 1))
+        workers = (scaling_override or config.scaling).num_workers
+        batch = int(config.args.get("per_device_train_batch_size", 8)) * workers
         try:
             validate_sources(prepared[key].sources, losses, global_batch_size=batch)
         except ValueError as exc:

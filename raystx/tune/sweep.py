@@ -282,11 +282,9 @@ def run_sweep(
 
     ``settings`` replaces the spec's ``tune`` section when given; ``callbacks`` are extra Tune callbacks. With
     ``resume=True`` the experiment named by the settings is restored and finished."""
-    import os
-
-    import ray
-
-    from raystx.tune.spec import SweepSpec, load_sweep, prepare_trials, scaling_config, sweep_from_dict
+    from raystx.ray_init import ensure_ray
+    from raystx.train.build import scaling_config
+    from raystx.tune.spec import SweepSpec, load_sweep, prepare_trials, sweep_from_dict
 
     if isinstance(sweep, SweepSpec):
         spec = sweep
@@ -298,14 +296,13 @@ def run_sweep(
         spec.settings = (
             settings if isinstance(settings, TuneSettings) else TuneSettings.model_validate(settings)
         )
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True)
+    ensure_ray()
     storage = spec.default_storage()
     name = spec.default_name()
     factory = prepare_trials(spec, Path(storage) / name / DATA_DIR)
     first = next(iter(factory.prepared.values()))
     objective = resolve_objective(spec.settings.metric, spec.settings.mode, first.evaluator)
-    scaling = scaling_config(factory.scaling_override or spec.base.scaling.model_dump())
+    scaling = scaling_config(factory.scaling_override or spec.base.scaling)
     save_given = "save_strategy" in (spec.raw.get("args") or {}) or any(
         k.startswith("args.save_") for k in spec.space.tree
     )

