@@ -2,7 +2,8 @@
 a dataset trains on (the value checks in ``raystx.data.columns`` only see a sample of rows).
 
 ``scan_source(source)`` reads the used columns in Arrow batches (a ``datasets.Dataset`` through its Arrow
-format, staged Parquet row group by row group, so the driver holds one batch at a time) and returns
+format, staged Parquet row group by row group, skipping text chunks whose statistics show no null and no empty
+string, so the driver holds one row group at a time) and returns
 ``{column: ColumnStats}``: null count and first null row, NaN/inf count and first such row, min/max of
 numeric columns, the first non-integral float, empty strings, and for list (vector) columns the first empty or
 differently sized vector and the first row with a null/NaN/inf inside. Row indices are global (0-based).
@@ -143,23 +144,48 @@ def _add_batch(stats: ColumnStats, values: pa.Array | pa.ChunkedArray, offset: i
         _vector_stats(stats, values, offset)
 
 
-def _batches(source: Any, columns: Sequence[str]) -> Iterator[pa.Table]:
-    """The source's ``columns`` as Arrow tables of at most ``SCAN_BATCH_ROWS`` rows, in row order."""
+def _needs_read(chunk: Any) -> bool:
+    """Whether a Parquet text column chunk must be read: its statistics cannot rule out nulls or ``""``."""
+    stats = chunk.statistics
+    if stats is None or not stats.has_null_count or not stats.has_min_max:
+        return True
+    return stats.null_count > 0 or stats.min in ("", b"")
+
+
+def _batches(source: Any, columns: Sequence[str]) -> Iterator[tuple[int, pa.Table]]:
+    """``(rows, table)`` pieces of the source in row order; ``table`` holds the ``columns`` that must be read.
+
+    A ``datasets.Dataset`` is read through its Arrow format (memory-mapped). Staged Parquet is read one row
+    group at a time, as written (no cast), and text column chunks whose statistics show no null and no empty
+    string are skipped: the driver's memory stays at one row group of the numeric columns."""
     if source.dataset is not None:
         ds = source.dataset.with_format("arrow", columns=list(columns))
         for start in range(0, len(ds), SCAN_BATCH_ROWS):
-            yield ds[start : start + SCAN_BATCH_ROWS]
+            table = ds[start : start + SCAN_BATCH_ROWS]
+            yield table.num_rows, table
         return
     import pyarrow.parquet as pq
 
-    from raystx.data.readers import _open_input, conform
+    from raystx.data.readers import _open_input
 
-    schema = pa.schema([source.schema.field(c) for c in columns])
     for path in source.staged_files or []:
         handle = pq.ParquetFile(_open_input(path))
-        present = [c for c in columns if c in handle.schema_arrow.names]
-        for batch in handle.iter_batches(batch_size=SCAN_BATCH_ROWS, columns=present):
-            yield conform(pa.Table.from_batches([batch]), schema)
+        names = handle.schema_arrow.names
+        for group in range(handle.metadata.num_row_groups):
+            meta = handle.metadata.row_group(group)
+            chunks = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+            read = []
+            for column in columns:
+                if column not in names:
+                    continue
+                kind = arrow_kind(source.column_type(column))
+                if kind != "text" or column not in chunks or _needs_read(chunks[column]):
+                    read.append(column)
+            table = handle.read_row_group(group, columns=read) if read else pa.table({})
+            for column in columns:  # a column some files lack: nulls in those rows
+                if column not in names:
+                    table = table.append_column(column, pa.nulls(meta.num_rows))
+            yield meta.num_rows, table
 
 
 def scan_source(source: Any, columns: Sequence[str] | None = None) -> dict[str, ColumnStats]:
@@ -172,10 +198,13 @@ def scan_source(source: Any, columns: Sequence[str] | None = None) -> dict[str, 
         return {}
     stats = {c: ColumnStats(c) for c in columns}
     offset = 0
-    for table in _batches(source, columns):
+    for rows, table in _batches(source, columns):
         for column in columns:
-            _add_batch(stats[column], table.column(column), offset)
-        offset += table.num_rows
+            if column in table.column_names:
+                _add_batch(stats[column], table.column(column), offset)
+            else:  # skipped: its statistics show nothing to report
+                stats[column].rows += rows
+        offset += rows
     return stats
 
 

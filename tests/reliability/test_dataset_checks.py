@@ -203,7 +203,15 @@ def test_scan_reads_every_row_of_staged_parquet_and_a_reordered_dataset(tmp_path
     )
     stats = scan_source(staged)
     assert stats["score"].first_nonfinite == 777 and stats["score"].nonfinite == 1
-    assert stats["s1"].rows == 1000 and stats["s1"].nulls == 0
+    assert stats["s1"].rows == 1000 and stats["s1"].nulls == 0 and stats["s2"].empty_strings == 0
+    # Text chunks are read only where their statistics show a null or an empty string; rows still count.
+    texts = make_sentences(250, 9)
+    texts[123], texts[200] = None, ""
+    pq.write_table(pa.Table.from_pydict({**ds[750:1000], "s2": texts}), files[3], row_group_size=100)
+    stats = scan_source(staged)
+    assert (stats["s2"].first_null, stats["s2"].nulls) == (750 + 123, 1)
+    assert (stats["s2"].empty_strings, stats["s2"].empty_rows) == (1, [950])
+    assert stats["s1"].rows == stats["s2"].rows == 1000
 
 
 def test_collator_refuses_none_instead_of_training_on_the_text_none(catalogue):
