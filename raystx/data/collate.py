@@ -46,6 +46,24 @@ def resolve_prompt(prompts: Any, dataset: str, column: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def checked_texts(dataset: str, column: str, values: Sequence[Any]) -> list[str]:
+    """``values`` as a list of str; raises ``DatasetValidationError`` naming the dataset, column and position
+    in the batch for anything that is not a string (None must not be trained on as the text "None")."""
+    texts = list(values)
+    for position, text in enumerate(texts):
+        if not isinstance(text, str):
+            from raystx.data.errors import DatasetValidationError
+
+            shown = "None" if text is None else f"{type(text).__name__} {text!r:.60}"
+            raise DatasetValidationError(
+                f"dataset {dataset!r}: the input column {column!r} holds {shown} (at position {position} of a "
+                "batch); every text must be a string: drop or fill those rows before training",
+                dataset=dataset,
+                columns=[column],
+            )
+    return texts
+
+
 def labels_to_tensor(values: Sequence[Any], kind: str) -> Tensor:
     """Labels as a tensor: int64 for class labels, float32 for scores and vectors."""
     array = np.asarray(values)
@@ -76,7 +94,7 @@ class BatchCollator:
     ) -> tuple[list[Features], Tensor | None]:
         features = []
         for column in self.input_columns[dataset]:
-            texts = [str(t) for t in rows[column]]
+            texts = checked_texts(dataset, column, rows[column])
             prompt = resolve_prompt(self.prompts, dataset, column)
             # The model's tokenize prepends the prompt and records its length (for prompt-excluding pooling).
             features.append(self.tokenize(texts, prompt=prompt) if prompt else self.tokenize(texts))

@@ -208,6 +208,36 @@ def read_csv_header(name: str, path: str, fmt: str) -> list[str]:
     return header
 
 
+def _file_schema(path: str, fmt: str) -> pa.Schema:
+    if fmt == "parquet":
+        return pq.read_schema(_open_input(path))
+    source = _open_input(path)
+    handle = pa.memory_map(source) if isinstance(source, str) else source
+    try:
+        return pa.ipc.open_file(handle).schema
+    except pa.ArrowInvalid:
+        handle.seek(0)
+        return pa.ipc.open_stream(handle).schema
+
+
+def check_unique_columns(name: str, files: Sequence[str], fmt: str) -> None:
+    """Raise ``DatasetReadError`` naming the file when a Parquet/Arrow file repeats a column name (read from
+    the footer/schema only). Files whose schema cannot be read are left to the reader's own diagnosis."""
+    for path in files:
+        try:
+            names = _file_schema(path, fmt).names
+        except Exception:  # noqa: BLE001 - unreadable files are reported by diagnose_files
+            continue
+        dupes = sorted({c for c in names if names.count(c) > 1})
+        if dupes:
+            raise DatasetReadError(
+                f"dataset {name!r}: {file_location(path)} repeats column names {dupes} (columns: {names}); a "
+                "column name may appear once per file: rename or drop the duplicates when writing the file",
+                dataset=name,
+                file=path,
+            )
+
+
 def read_files(name: str, files: list[str], fmt: str) -> tuple[ray.data.Dataset, list[str] | None]:
     """A lazy Ray Dataset over ``files`` and, for CSV/TSV, the header columns (None for other formats)."""
     import pyarrow.csv as pacsv
@@ -241,6 +271,8 @@ def read_files(name: str, files: list[str], fmt: str) -> tuple[ray.data.Dataset,
                 file_extensions=None,
             )
             return ds, header
+        if fmt in ("parquet", "arrow"):
+            check_unique_columns(name, files, fmt)
         try:
             if fmt == "json":
                 ds = ray.data.read_json(files, partitioning=None, file_extensions=None)

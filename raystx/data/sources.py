@@ -13,7 +13,8 @@ It needs ``ray.init()`` to have been called for everything except ``datasets.Dat
 (missing file, unsupported extension, malformed line, bad encoding) are raised here as ``DatasetReadError``.
 
 ``validate_sources(sources, losses, global_batch_size=...)`` checks each source against its loss's
-``ColumnContract`` (schema + a sample of rows, never the whole dataset) and raises one
+``ColumnContract`` (schema + a sample of rows, then one cheap Arrow pass over every row for nulls, NaN/inf,
+non-integral class ids and vector shapes: ``raystx.data.scan``) and raises one
 ``DatasetValidationError`` listing every problem. It returns the contract each dataset matched (a loss may
 accept several, e.g. ``SoftmaxLoss``: int class ids or vectors), whose ``label`` kind tells collation how to
 build the label tensor.
@@ -58,6 +59,7 @@ from raystx.data.readers import (
     read_parquet_rows,
     stage,
 )
+from raystx.data.scan import label_range_warning, label_scan_problem, scan_source, text_scan_problem
 from raystx.losses.base import ColumnContract
 
 
@@ -292,6 +294,48 @@ def sample_indices(num_rows: int, sample_rows: int, seed: int = 0) -> list[int]:
     return list(range(head)) + sorted(rest)
 
 
+def _resolved_kind(source: TrainingSource, kind: str) -> str:
+    """``float_or_vector`` resolved by the label column's Arrow type; other kinds unchanged."""
+    if kind != "float_or_vector":
+        return kind
+    from raystx.data.columns import arrow_kind
+
+    return (
+        "vector"
+        if arrow_kind(source.column_type(source.label_column or "")) in ("vector", "list")
+        else "float"
+    )
+
+
+def _label_column_problems(
+    source: TrainingSource,
+    contract: ColumnContract,
+    indices: list[int],
+    rows: Mapping[str, list],
+    scanned: Mapping[str, Any],
+    loss_name: str,
+) -> list[str]:
+    """Label problems for ``contract``: the schema type, then every row (the scan), then the sampled values."""
+    column = source.label_column
+    assert column is not None
+    column_type = source.column_type(column)
+    found = label_problems(column, column_type, [], contract.label, loss_name)
+    if found:
+        return found
+    whole = label_scan_problem(scanned.get(column), _resolved_kind(source, contract.label), loss_name)
+    if whole:
+        return [whole]
+    return label_problems(column, column_type, list(zip(indices, rows[column])), contract.label, loss_name)
+
+
+def _warn_label_range(source: TrainingSource, stats: Any, loss: Any, loss_name: str) -> None:
+    message = label_range_warning(stats, loss, loss_name)
+    if message:
+        warnings.warn(
+            DatasetWarning(f"{dataset_label(source.name, source.columns)}: {message}"), stacklevel=4
+        )
+
+
 def _source_problems(
     source: TrainingSource, loss: Any, global_batch_size: int, drop_last: bool, sample_rows: int, seed: int
 ) -> tuple[list[str], ColumnContract | None]:
@@ -313,16 +357,25 @@ def _source_problems(
     if source.num_rows > 0:
         indices = sample_indices(source.num_rows, sample_rows, seed)
         rows = source.peek(indices)
+    scanned = scan_source(source)  # every row, Arrow compute: nulls, NaN/inf, ranges
     for column in source.input_columns:
-        found, empty = text_problems(
+        # schema type first, then every row (first bad row, counts), then the Python values of the sample
+        found, _ = text_problems(column, source.column_type(column), [])
+        whole = None if found else text_scan_problem(scanned.get(column), source.name)
+        sampled, empty = text_problems(
             column, source.column_type(column), list(zip(indices, rows.get(column, [])))
         )
-        problems.extend(found)
-        if empty:
+        problems.extend(found or ([whole] if whole else sampled))
+        stats = scanned.get(column)
+        if stats is not None and stats.empty_strings:
+            count = f"{stats.empty_strings} of {stats.rows} rows, e.g. rows {stats.empty_rows}"
+        else:
+            count = f"e.g. rows {empty[:5]}" if empty else ""
+        if count:
             warnings.warn(
                 DatasetWarning(
                     f"{dataset_label(source.name, source.columns)}: the input column {column!r} holds empty "
-                    f"strings (e.g. rows {empty[:5]}); they are kept and embedded as empty texts"
+                    f"strings ({count}); they are kept and embedded as empty texts"
                 ),
                 stacklevel=3,
             )
@@ -342,14 +395,10 @@ def _source_problems(
             source.name, source.input_columns, source.label_column, contract, loss_name
         )
         if not found and source.label_column and contract.label != "none" and indices:
-            found = label_problems(
-                source.label_column,
-                source.column_type(source.label_column),
-                list(zip(indices, rows[source.label_column])),
-                contract.label,
-                loss_name,
-            )
+            found = _label_column_problems(source, contract, indices, rows, scanned, loss_name)
         if not found:
+            if not problems and contract.label == "float" and source.label_column:
+                _warn_label_range(source, scanned.get(source.label_column), loss, loss_name)
             return problems, (contract if not problems else None)
         if best is None or len(found) < len(best[0]):
             best = (found, contract)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from raystx.evaluation._encode import encode
+from raystx.evaluation._ids import check_retrieval_ids
 from raystx.evaluation._ranking import chunk_top_k, id_ranks, merge_top_k, relevance_matrix, retrieval_metrics
 from raystx.evaluation.base import SentenceEvaluator, append_csv_row, epoch_steps_suffix
 from raystx.evaluation.similarity import SimilarityFunction
@@ -67,9 +68,11 @@ class InformationRetrievalEvaluator(SentenceEvaluator):
     ``{fn}_ndcg@k``, ``{fn}_mrr@k``, ``{fn}_map@k`` for the configured ``k`` lists. Primary metric:
     ``{main_score_function}_ndcg@{max ndcg k}`` (else the score function with the best such nDCG).
 
-    Queries without relevant documents are skipped. The corpus is encoded ``corpus_chunk_size`` documents at a
-    time, once for all score functions; only the best ``max k`` hits per query are kept between chunks. Ties are
-    broken by ascending corpus id.
+    Queries without relevant documents are skipped. Ids are checked at construction (``_ids``): no query to
+    evaluate (e.g. every qrels query id unknown) raises ``ValueError``; unknown query or document ids in
+    ``relevant_docs`` warn ``RetrievalIdWarning`` with counts. The corpus is encoded ``corpus_chunk_size``
+    documents at a time, once for all score functions; only the best ``max k`` hits per query are kept between
+    chunks. Ties are broken by ascending corpus id.
 
     Args:
         queries: qid -> query text. corpus: cid -> document text. relevant_docs: qid -> set of relevant cids.
@@ -106,6 +109,7 @@ class InformationRetrievalEvaluator(SentenceEvaluator):
         write_predictions: bool = False,
     ) -> None:
         super().__init__()
+        check_retrieval_ids(queries, corpus, relevant_docs, name)
         self.queries_ids = [qid for qid in queries if len(relevant_docs.get(qid, ())) > 0]
         self.queries = [queries[qid] for qid in self.queries_ids]
         self.corpus_ids = list(corpus)

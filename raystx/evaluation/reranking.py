@@ -21,10 +21,53 @@ def _as_list(value: str | Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def checked_samples(
+    samples: list[dict[str, Any]] | dict[Any, dict[str, Any]], name: str = ""
+) -> list[dict[str, Any]]:
+    """The samples that have positives and negatives, with ``positive``/``negative`` as lists.
+
+    Raises ``ValueError`` naming the sample for a missing ``query``/``positive``/``negative`` key, and when no
+    sample is left (the metrics would be the mean of nothing); warns when some samples are dropped.
+    """
+    where = f"RerankingEvaluator{f' {name!r}' if name else ''}"
+    keyed = list(samples.items()) if isinstance(samples, dict) else list(enumerate(samples))
+    kept = []
+    for key, sample in keyed:
+        missing = [
+            k for k in ("query", "positive", "negative") if not isinstance(sample, dict) or k not in sample
+        ]
+        if missing:
+            raise ValueError(
+                f"{where}: sample {key!r} lacks {missing}; every sample is a dict "
+                '{"query": str, "positive": [str, ...], "negative": [str, ...]}'
+            )
+        normalized = {
+            **sample,
+            "positive": _as_list(sample["positive"]),
+            "negative": _as_list(sample["negative"]),
+        }
+        if normalized["positive"] and normalized["negative"]:
+            kept.append(normalized)
+    if not kept:
+        raise ValueError(
+            f"{where}: none of the {len(keyed)} samples has both a positive and a negative, so there is nothing "
+            "to rank; give each sample at least one of each"
+        )
+    if len(kept) < len(keyed):
+        logger.warning(
+            "%s: %d of %d samples have no positive or no negative and are skipped",
+            where,
+            len(keyed) - len(kept),
+            len(keyed),
+        )
+    return kept
+
+
 class RerankingEvaluator(SentenceEvaluator):
     """For each sample ``{"query": q, "positive": [...], "negative": [...]}`` rank positives+negatives by
     ``similarity_fct(query, doc)`` and report ``map`` (mean average precision), ``mrr@{at_k}`` and
-    ``ndcg@{at_k}`` (primary). Samples without positives or negatives are dropped.
+    ``ndcg@{at_k}`` (primary). Samples without positives or negatives are dropped (logged); malformed samples
+    and a set with nothing to rank raise ``ValueError`` at construction.
 
     Args:
         samples: list (or dict of) samples as above; ``positive``/``negative`` may be single strings.
@@ -61,11 +104,7 @@ class RerankingEvaluator(SentenceEvaluator):
         self.show_progress_bar = bool(show_progress_bar)
         self.use_batched_encoding = use_batched_encoding
         self.truncate_dim = truncate_dim
-        rows = list(samples.values()) if isinstance(samples, dict) else list(samples)
-        normalized = [
-            {**s, "positive": _as_list(s["positive"]), "negative": _as_list(s["negative"])} for s in rows
-        ]
-        self.samples = [s for s in normalized if s["positive"] and s["negative"]]
+        self.samples = checked_samples(samples, name)
         self.csv_file = "RerankingEvaluator" + (f"_{name}" if name else "") + f"_results_@{at_k}.csv"
         self.csv_headers = ["epoch", "steps", "MAP", f"MRR@{at_k}", f"NDCG@{at_k}"]
         self.primary_metric = f"ndcg@{at_k}"

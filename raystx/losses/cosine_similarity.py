@@ -46,6 +46,9 @@ class CosineSimilarityLoss(RaystxLoss):
     """
 
     contract: ClassVar[ColumnContract] = ColumnContract(2, 2, "float")
+    # The scores the loss can fit (cosine similarities); the driver warns when a dataset's labels lie outside.
+    # CoSENT/AnglE declare none: they only use the order of the labels, so 0-5 ratings train the same.
+    expected_label_range: ClassVar[tuple[float, float] | None] = (-1.0, 1.0)
 
     def __init__(
         self,
@@ -56,6 +59,8 @@ class CosineSimilarityLoss(RaystxLoss):
         super().__init__(model)
         self.loss_fct = loss_fct
         self.cos_score_transformation = cos_score_transformation
+        if not isinstance(cos_score_transformation, nn.Identity):
+            self.expected_label_range = None  # a transformation may map cosines to any range
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> Tensor:
         """``embeddings``: [(b, d), (b, d)]; ``labels``: (b,) target scores. Returns a scalar."""

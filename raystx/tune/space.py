@@ -30,6 +30,21 @@ from typing import Any
 
 DIST_KEYS = ("uniform", "loguniform", "int", "choice", "grid")
 MODIFIERS = ("step", "log")
+SUPPORTED = (
+    "{uniform: [low, high]}, {loguniform: [low, high]}, {int: [low, high]} (optional step: k or log: true), "
+    "{choice: [a, b, ...]} or {choice: {name: a, ...}}, {grid: [...]}"
+)
+# Distribution names of other libraries (Ray Tune, Optuna, Hyperopt, W&B sweeps, numpy) that a user may write
+# here; as one-key dicts they would otherwise be taken as literal values (``{normal: [0, 1]}`` as a dict).
+FOREIGN_DISTS = frozenset(
+    {
+        "normal", "qnormal", "lognormal", "qlognormal", "randn", "qrandn", "gaussian", "beta", "gamma",
+        "randint", "qrandint", "lograndint", "qlograndint", "quniform", "qloguniform", "log_uniform",
+        "log_uniform_values", "q_uniform", "q_log_uniform", "int_uniform", "discrete_uniform",
+        "categorical", "categories", "choices", "values", "grid_search", "sample_from", "float", "range",
+        "suggest_float", "suggest_int", "suggest_categorical", "hp.choice", "hp.uniform", "hp.loguniform",
+    }
+)  # fmt: skip
 
 
 class SearchSpaceError(ValueError):
@@ -96,6 +111,41 @@ def _is_dist(node: Any) -> bool:
     keys = set(node)
     found = keys & set(DIST_KEYS)
     return len(found) == 1 and keys <= set(DIST_KEYS) | set(MODIFIERS)
+
+
+def check_distribution_keys(node: Mapping[str, Any], path: str) -> None:
+    """Raise ``SearchSpaceError`` for a dict that looks like a distribution raystx does not support: a one-key
+    dict named like another library's distribution or a misspelt one, a dict mixing a distribution with unknown
+    keys, or one with two distributions. Other dicts are literal values and pass."""
+    keys = [k for k in node if isinstance(k, str)]
+    found = [k for k in keys if k in DIST_KEYS]
+    if len(found) > 1:
+        raise SearchSpaceError(
+            f"search {path}: one distribution per value, got {found}; supported: {SUPPORTED}"
+        )
+    if found:
+        extra = [k for k in keys if k not in DIST_KEYS and k not in MODIFIERS]
+        if extra:
+            raise SearchSpaceError(
+                f"search {path}: {found[0]} does not take {extra} (only {list(MODIFIERS)} for int); "
+                f"supported: {SUPPORTED}"
+            )
+        return
+    if len(node) != 1 or not keys:
+        return
+    import difflib
+
+    (key,) = keys
+    shaped = isinstance(node[key], (list, tuple, Mapping))  # distribution arguments, not a scalar setting
+    close = (
+        difflib.get_close_matches(key.lower(), DIST_KEYS, n=1, cutoff=0.8) if len(key) >= 5 and shaped else []
+    )
+    if key.lower() in FOREIGN_DISTS or close:
+        hint = f" (did you mean {close[0]!r}?)" if close and key.lower() not in FOREIGN_DISTS else ""
+        raise SearchSpaceError(
+            f"search {path}: unknown distribution {key!r}{hint}; it would be taken as the literal value "
+            f"{dict(node)!r}. Supported distributions: {SUPPORTED}"
+        )
 
 
 def _option_label(value: Any, index: int, taken: set[Any]) -> Any:
@@ -178,6 +228,11 @@ class SearchSpace:
             if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
                 raise SearchSpaceError(f"search key {key!r} is not a dotted config key")
             self._collect(node, key, top_level=True)
+        if not self._dists:
+            what = "is empty" if not self.tree else f"holds only constants ({sorted(self.tree)})"
+            raise SearchSpaceError(
+                f"search {what}: a sweep needs at least one distribution to search over; supported: {SUPPORTED}"
+            )
 
     # ------------------------------------------------------------------ structure
     def _collect(self, node: Any, path: str, top_level: bool = False) -> None:
@@ -201,6 +256,7 @@ class SearchSpace:
                 else:
                     self._collect(option, inner)
         elif isinstance(node, Mapping):
+            check_distribution_keys(node, path)
             if "set" in node and len(node) == 1:
                 raise SearchSpaceError(f"search {path}: `set:` is only allowed as an option of a choice/grid")
             for key, value in node.items():

@@ -6,6 +6,7 @@ Sources (field names only, as JSON keys):
   ray-project/kuberay, and the generated reference ``docs/reference/api.md`` (RayJobSpec, RayClusterSpec,
   HeadGroupSpec, WorkerGroupSpec, AutoscalerOptions, SubmitterConfig, DeletionStrategy, GcsFaultToleranceOptions);
   ``authOptions`` from the KubeRay CRD API reference on docs.ray.io (KubeRay >= v1.5.1).
+* Kubernetes networking.k8s.io/v1 NetworkPolicy (API reference v1.28): spec, ingress rules, peers, ports.
 * Kubernetes core/v1 (API reference v1.28): the subset of PodTemplateSpec, PodSpec, Container, EnvVar,
   SecurityContext, Volume, ... that a Ray pod template uses; a key outside it is reported so a reviewer
   checks it against the Kubernetes API rather than letting a typo through.
@@ -35,6 +36,27 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "automountServiceAccountToken": LEAF,
         "imagePullSecrets": LEAF,
     },
+    "NetworkPolicy": {
+        "apiVersion": LEAF,
+        "kind": LEAF,
+        "metadata": "ObjectMeta",
+        "spec": "NetworkPolicySpec",
+    },
+    # ---- Kubernetes networking.k8s.io/v1
+    "NetworkPolicySpec": {
+        "podSelector": "LabelSelector",
+        "policyTypes": LEAF,
+        "ingress": _list("NetworkPolicyIngressRule"),
+        "egress": LEAF,
+    },
+    "NetworkPolicyIngressRule": {"from": _list("NetworkPolicyPeer"), "ports": _list("NetworkPolicyPort")},
+    "NetworkPolicyPeer": {
+        "podSelector": "LabelSelector",
+        "namespaceSelector": "LabelSelector",
+        "ipBlock": LEAF,
+    },
+    "NetworkPolicyPort": {"protocol": LEAF, "port": LEAF, "endPort": LEAF},
+    "LabelSelector": {"matchLabels": LEAF, "matchExpressions": LEAF},
     "ObjectMeta": {"name": LEAF, "namespace": LEAF, "labels": LEAF, "annotations": LEAF},
     # ---- KubeRay ray.io/v1
     "RayJobSpec": {
@@ -177,7 +199,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "configMap": LEAF,
         "secret": LEAF,
         "persistentVolumeClaim": LEAF,
+        "projected": "ProjectedVolumeSource",
     },
+    "ProjectedVolumeSource": {"sources": LEAF, "defaultMode": LEAF},
     "EmptyDirVolumeSource": {"medium": LEAF, "sizeLimit": LEAF},
     "VolumeMount": {"name": LEAF, "mountPath": LEAF, "readOnly": LEAF, "subPath": LEAF},
     "Toleration": {"key": LEAF, "operator": LEAF, "value": LEAF, "effect": LEAF, "tolerationSeconds": LEAF},

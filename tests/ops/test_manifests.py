@@ -50,17 +50,22 @@ def _cluster_specs() -> list[tuple[str, dict]]:
     return specs
 
 
-def _pod_templates() -> list[tuple[str, dict]]:
-    """(where, pod spec) of every pod the manifests start: heads, worker groups, job submitters."""
-    pods = []
+def _templates() -> list[tuple[str, dict]]:
+    """(where, pod template) of every pod the manifests start: heads, worker groups, job submitters."""
+    templates = []
     for where, spec in _cluster_specs():
-        pods.append((f"{where}.head", spec["headGroupSpec"]["template"]["spec"]))
+        templates.append((f"{where}.head", spec["headGroupSpec"]["template"]))
         for group in spec.get("workerGroupSpecs", []):
-            pods.append((f"{where}.{group['groupName']}", group["template"]["spec"]))
+            templates.append((f"{where}.{group['groupName']}", group["template"]))
     for name, d in _by_kind("RayJob"):
         if "submitterPodTemplate" in d["spec"]:
-            pods.append((f"{name}.submitter", d["spec"]["submitterPodTemplate"]["spec"]))
-    return pods
+            templates.append((f"{name}.submitter", d["spec"]["submitterPodTemplate"]))
+    return templates
+
+
+def _pod_templates() -> list[tuple[str, dict]]:
+    """(where, pod spec) of every pod the manifests start: heads, worker groups, job submitters."""
+    return [(where, template["spec"]) for where, template in _templates()]
 
 
 def _containers() -> list[tuple[str, dict, dict]]:
@@ -94,8 +99,10 @@ def _key(req: Requirement) -> tuple:
 def test_every_manifest_parses_and_is_known():
     assert {p.name for p in MANIFESTS} >= {"raycluster.yaml", "rayjob-train.yaml", "rayjob-tune.yaml"}
     for name, i, doc in OBJECTS:
-        assert doc.get("kind") in {"RayCluster", "RayJob", "ServiceAccount"}, (name, i, doc.get("kind"))
-        expected_api = "v1" if doc["kind"] == "ServiceAccount" else "ray.io/v1"
+        assert doc.get("kind") in {"RayCluster", "RayJob", "ServiceAccount", "NetworkPolicy"}, (name, i)
+        expected_api = {"ServiceAccount": "v1", "NetworkPolicy": "networking.k8s.io/v1"}.get(
+            doc["kind"], "ray.io/v1"
+        )
         assert doc["apiVersion"] == expected_api, name
 
 
@@ -254,6 +261,83 @@ def test_every_ray_container_uses_token_auth_from_the_secret():
         ref = env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]
         refs.add((ref["name"], ref["key"]))
     assert refs == {("raystx-ray-auth", "auth_token")}  # the Secret cluster/README.md tells you to create
+
+
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _runtime_env_dirs() -> set[str]:
+    """Local directories the RayJobs' runtime envs write to (RAYSTX_OUTPUT_DIR)."""
+    dirs = set()
+    for _, job in _by_kind("RayJob"):
+        env = yaml.safe_load(job["spec"]["runtimeEnvYAML"]).get("env_vars", {})
+        dirs |= {v for k, v in env.items() if k == "RAYSTX_OUTPUT_DIR" and v.startswith("/")}
+    return dirs
+
+
+def test_no_pod_mounts_the_kubernetes_api_token_except_the_autoscaler():
+    (_, account), *_ = _by_kind("ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+    for where, pod in _pod_templates():
+        assert pod.get("automountServiceAccountToken") is False, where
+        for container in pod["containers"] + pod.get("initContainers", []):
+            assert not [m for m in container.get("volumeMounts", []) if m["mountPath"] == TOKEN_PATH], where
+    for where, spec in _cluster_specs():
+        # the in-tree autoscaler sidecar scales the worker groups through the API: the token is projected for it only
+        (mount,) = [m for m in spec["autoscalerOptions"]["volumeMounts"] if m["mountPath"] == TOKEN_PATH]
+        assert mount["readOnly"] is True, where
+        volumes = {v["name"]: v for v in spec["headGroupSpec"]["template"]["spec"]["volumes"]}
+        sources = volumes[mount["name"]]["projected"]["sources"]
+        assert {"path": "token", "expirationSeconds": 3607} in [s.get("serviceAccountToken") for s in sources]
+
+
+def test_root_filesystems_are_read_only_with_writable_volumes_where_ray_writes():
+    output_dirs = _runtime_env_dirs()
+    assert output_dirs == {"/tmp/raystx"}
+    for where, container, pod in _containers():
+        assert container["securityContext"].get("readOnlyRootFilesystem") is True, where
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+        needed = {"/tmp", "/home/ray/.cache"}  # temp files, staged data, HF/torch caches
+        if not where.split("/")[0].endswith(".submitter"):
+            needed |= {"/tmp/ray", "/home/ray/.config"}  # Ray sessions, logs, runtime envs; library configs
+        assert needed <= set(mounts), (where, needed - set(mounts))
+        for path in needed:
+            mount = mounts[path]
+            assert not mount.get("readOnly", False) and "emptyDir" in volumes[mount["name"]], (where, path)
+        for directory in output_dirs:
+            assert any(directory == m or directory.startswith(m.rstrip("/") + "/") for m in mounts), where
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    assert set(selector) <= {"matchLabels"}, selector  # only matchLabels is used (and checked) here
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def test_network_policies_admit_only_ray_pods_and_the_heads_clients():
+    policies = {d["metadata"]["name"]: d["spec"] for _, d in _by_kind("NetworkPolicy")}
+    assert set(policies) == {"raystx-ray-internal", "raystx-head-clients"}
+    templates = _templates()
+    for where, template in templates:
+        labels = template["metadata"]["labels"]
+        assert _selects(policies["raystx-ray-internal"]["podSelector"], labels), where
+        head = _selects(policies["raystx-head-clients"]["podSelector"], labels)
+        assert head == where.endswith(".head"), where
+    for name, policy in policies.items():
+        assert policy["policyTypes"] == ["Ingress"], name
+        for rule in policy["ingress"]:
+            assert rule.get("from"), f"{name}: a rule without `from` admits every source"
+            for peer in rule["from"]:
+                assert "ipBlock" not in peer, name
+                assert "podSelector" in peer and peer["podSelector"].get("matchLabels"), name
+    (internal,) = policies["raystx-ray-internal"]["ingress"]
+    assert internal["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "raystx"}}}]
+    (clients,) = policies["raystx-head-clients"]["ingress"]
+    assert {p["port"] for p in clients["ports"]} == {8265, 10001}  # job API/dashboard, Ray Client; not GCS
+    peers = [peer["podSelector"]["matchLabels"] for peer in clients["from"]]
+    assert peers == [{"raystx.io/ray-client": "true"}, {"app.kubernetes.io/name": "kuberay-operator"}]
+    ray_ports = {p["containerPort"] for _, c, _ in _containers() for p in c.get("ports", [])}
+    assert {8265, 10001} <= ray_ports
 
 
 # ------------------------------------------------------------------------------------------ image
