@@ -31,21 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 from common import base_parser, minilm_dir, print_table  # noqa: E402
-
-MAX_LEN = 128
-BATCH = 16
-LR = 2e-5
-
-
-def load_stsb(data_dir: Path, rows: int) -> dict[str, list]:
-    from common import read_tsv
-
-    table = read_tsv(data_dir / "stsb" / "train.tsv", ["sentence1", "sentence2", "score"], limit=rows or None)
-    return {
-        "sentence1": [r[0] for r in table],
-        "sentence2": [r[1] for r in table],
-        "score": [float(r[2]) / 5.0 for r in table],
-    }
+from quality import BATCH, LR, MAX_LEN, load_stsb  # noqa: E402  (same data and settings as the quality bench)
 
 
 def loop_clock(path: str):
@@ -170,7 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = 480 if args.quick and not args.rows else args.rows
     model_dir = minilm_dir(args.model)
-    columns = load_stsb(Path(args.data_dir), rows)
+    columns = load_stsb(Path(args.data_dir), "train", rows or None)
     results = {}
     for name in ("cold", "warm"):
         with tempfile.TemporaryDirectory(prefix=f"raystx-overhead-{name}-") as tmp:

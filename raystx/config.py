@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from raystx.data.pairing import pairing_problems
 from raystx.train.args_schema import TrainingArgsSection, given
 
 
@@ -217,13 +218,9 @@ class ExperimentConfig(_Strict):
                 "give exactly one of `loss` (for all datasets) or `losses` (one per train_data name)"
             )
         if self.losses is not None:
-            unknown = sorted(set(self.losses) - set(self.train_data))
-            missing = sorted(set(self.train_data) - set(self.losses))
-            if unknown or missing:
-                raise ValueError(
-                    f"`losses` must name exactly the train_data datasets {sorted(self.train_data)}; "
-                    f"unknown: {unknown}, without a loss: {missing}"
-                )
+            problems = pairing_problems(self.losses, self.train_data, what="`losses`")
+            if problems:
+                raise ValueError("; ".join(problems))
         return self
 
 

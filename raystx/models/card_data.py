@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -208,8 +209,17 @@ class SentenceTransformerModelCardData:
 
 
 def _dataset_entries(entries: Any) -> list[dict[str, str]]:
-    """Dataset entries as ``{"name": ..., "id": ...}`` dicts (a plain string is a name)."""
-    return [{"name": entry} if isinstance(entry, str) else dict(entry) for entry in entries or []]
+    """Dataset entries as ``{"name": ..., "id": ...}`` dicts (a plain string is a name, and also the Hub id
+    when it has the ``owner/name`` form)."""
+    out = []
+    for entry in entries or []:
+        if isinstance(entry, str):
+            out.append(
+                {"name": entry, "id": entry} if re.fullmatch(r"[\w.-]+/[\w.-]+", entry) else {"name": entry}
+            )
+        else:
+            out.append(dict(entry))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ helpers

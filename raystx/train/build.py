@@ -24,6 +24,7 @@ from raystx.config import (
     ScalingSection,
     format_errors,
 )
+from raystx.data.names import LABEL_COLUMNS
 from raystx.train.signature import check_kwargs
 
 
@@ -83,7 +84,7 @@ def build_dataset(name: str, dc: DatasetConfig):
         scale = float(dc.score_scale)
 
         def _scale(batch, _s=scale):
-            for col in ("label", "labels", "score", "scores"):
+            for col in LABEL_COLUMNS:
                 if col in batch:
                     batch[col] = batch[col].astype("float32") / _s
             return batch

@@ -11,7 +11,10 @@ Staging the data and checking it against the losses happen before, in ``Sentence
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +69,6 @@ def ray_train_logging() -> Any:
 
 
 def _verbose() -> bool:
-    import os
-
     return os.environ.get("RAYSTX_VERBOSE", "0").lower() not in ("", "0", "false")
 
 
@@ -82,6 +83,32 @@ def quiet_report_lines() -> None:
     except ImportError:  # another Ray layout: nothing to silence
         return
     logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def train_environment() -> Iterator[None]:
+    """Ray Train settings for the run (read by its controller from the driver's environment), restored after.
+
+    On a single-node cluster (a local ``ray.init``, a laptop, CI) the preemption watcher is off unless
+    ``RAY_TRAIN_ENABLE_PREEMPTION_WATCHER`` says otherwise: no other node can take over from a drained one, and
+    Ray 2.60 starts it with a constructor that logs an error-level line on every run (ray issue 53727).
+    """
+    import ray
+
+    settings = {}
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    if len(alive) <= 1 and "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in os.environ:
+        settings["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def launch(payload: WorkerPayload, scaling_config: Any, run_config: Any, show_progress: bool) -> Any:
@@ -106,7 +133,8 @@ def launch(payload: WorkerPayload, scaling_config: Any, run_config: Any, show_pr
         run_config=run_config,
     )
     try:
-        return trainer.fit()
+        with train_environment():
+            return trainer.fit()
     except Exception as exc:
         raise unwrap_worker_error(exc) from exc
     finally:

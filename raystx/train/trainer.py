@@ -13,7 +13,6 @@ unless a ``RunConfig`` says otherwise).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,9 @@ from typing import Any
 
 from torch import nn
 
+from raystx.data.pairing import pairing_problems
 from raystx.losses.base import RaystxLoss
+from raystx.ray_init import ensure_ray
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.driver import BestCheckpoint, TrainOutput, collect, launch, ray_train_logging
 from raystx.train.worker import WorkerPayload
@@ -95,17 +96,11 @@ class SentenceTransformerTrainer:
     def _losses_by_dataset(self, names: list[str]) -> dict[str, nn.Module]:
         loss = self.loss
         if isinstance(loss, dict):
-            unknown = sorted(set(loss) - set(names))
-            missing = sorted(set(names) - set(loss))
-            if unknown or missing:
-                parts = []
-                if unknown:
-                    parts.append(f"the loss dict names datasets that do not exist: {unknown}")
-                if missing:
-                    parts.append(f"datasets without a loss: {missing}")
+            problems = pairing_problems(loss, names)
+            if problems:
                 raise ValueError(
-                    "Losses and datasets do not pair up: " + "; ".join(parts) + f". Datasets are {names}; "
-                    "give one loss per dataset name, or a single loss for all."
+                    "Losses and datasets do not pair up: " + "; ".join(problems) + ". Give one loss per "
+                    "dataset name, or a single loss for all."
                 )
             built = {n: (loss[n](self.model) if _is_loss_factory(loss[n]) else loss[n]) for n in names}
         else:
@@ -196,7 +191,6 @@ class SentenceTransformerTrainer:
     # ------------------------------------------------------------------ validate / train
     def _prepare(self, staging: str | Path) -> tuple[dict[str, Any], dict[str, nn.Module]]:
         """Read/stage the datasets and check them against the losses (driver side, before any worker)."""
-        import ray
 
         from raystx.data.sources import prepare_sources, validate_sources
         from raystx.train.integrations import check_report_to
@@ -207,8 +201,7 @@ class SentenceTransformerTrainer:
         check_report_to(self.args)
         if not is_uri(self.args.output_dir):
             self.args.output_dir = str(Path(self.args.output_dir).absolute())  # workers run in other folders
-        if not ray.is_initialized():
-            ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=True)
+        ensure_ray()
         sources = prepare_sources(
             self.train_dataset,
             staging_dir=str(staging),
