@@ -153,7 +153,7 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
         """One warning naming every set field that raystx does not use, with what to use instead."""
         lines = []
         for name, spec in EXTRA_FIELDS.items():
-            if spec.kind == "noop" or _same(getattr(self, name), spec.default):
+            if spec.kind in ("noop", "wired") or _same(getattr(self, name), spec.default):
                 continue
             lines.append(f"{name}: {spec.note}")
         if lines:

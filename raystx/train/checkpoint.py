@@ -84,9 +84,15 @@ def write_checkpoint(
     scheduler: Any,
     trainer_state: CheckpointState,
 ) -> None:
-    """Write this rank's share of a checkpoint into ``directory`` (rank 0 writes the shared parts)."""
+    """Write this rank's share of a checkpoint into ``directory`` (rank 0 writes the shared parts).
+
+    ``trainer_state.resumable=False`` writes the model, loss modules and state only: no optimizer, scheduler
+    or RNG state (``save_only_model``, and the final checkpoint of a run with ``save_strategy="no"``, which
+    exists only to bring the weights back to the driver).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    torch.save(_plain_rng(rng_state()), directory / f"rng_state_{rank}.pt")
+    if trainer_state.resumable:
+        torch.save(_plain_rng(rng_state()), directory / f"rng_state_{rank}.pt")
     if rank != 0:
         return
     from safetensors.torch import save_file
@@ -95,8 +101,9 @@ def write_checkpoint(
     extra = loss_modules_state(losses, model)
     if extra:
         save_file(extra, str(directory / "loss_modules.safetensors"))
-    torch.save(optimizer.state_dict(), directory / "optimizer.pt")
-    torch.save(scheduler.state_dict(), directory / "scheduler.pt")
+    if trainer_state.resumable:
+        torch.save(optimizer.state_dict(), directory / "optimizer.pt")
+        torch.save(scheduler.state_dict(), directory / "scheduler.pt")
     manifest = {
         str(p.relative_to(directory)): p.stat().st_size
         for p in sorted(directory.rglob("*"))
@@ -152,6 +159,11 @@ def restore_checkpoint(
     """Load model, loss modules, optimizer, scheduler and this rank's RNG state; return the trainer state."""
     directory = Path(directory)
     state = read_trainer_state(directory)
+    if not state.resumable:
+        raise CorruptCheckpointError(
+            f"{directory} holds the model only (save_only_model, or the final save of a save_strategy='no' run): "
+            "it has no optimizer/scheduler state to resume from"
+        )
     load_model_weights(model, directory / "model")
     extra = directory / "loss_modules.safetensors"
     if extra.is_file():

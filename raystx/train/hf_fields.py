@@ -8,6 +8,8 @@ accepts them all so that no script fails with ``TypeError``. Each field here has
   instead. Setting one to a non-default value gives one ``IgnoredArgumentWarning`` naming it.
 * ``"unwired"`` — meaningful, but the training loop does not read it yet; setting it warns the same way so
   nothing is ignored silently. Remove a name from this kind when the loop starts using it.
+* ``"wired"`` — read by raystx with transformers' meaning (named here because raystx's own dataclass does not
+  declare it).
 * ``"noop"`` — accepted and without effect in raystx by design (evaluation-loop and metric options of
   transformers' Trainer that raystx's evaluators do not have, bookkeeping flags such as ``do_train``).
 """
@@ -45,6 +47,10 @@ def _ray(default: Any, note: str) -> ExtraField:
 
 def _unwired(default: Any) -> ExtraField:
     return ExtraField(default, "unwired", NOT_YET)
+
+
+def _wired(default: Any, note: str) -> ExtraField:
+    return ExtraField(default, "wired", note)
 
 
 def _noop(default: Any) -> ExtraField:
@@ -90,7 +96,7 @@ EXTRA_FIELDS: dict[str, ExtraField] = {
     "hub_private_repo": _unwired(None),
     "hub_always_push": _unwired(False),
     "hub_revision": _unwired(None),
-    "save_only_model": _unwired(False),
+    "save_only_model": _wired(False, "checkpoints hold the model only: no optimizer/scheduler/RNG, no resume"),
     "use_cpu": _unwired(False),
     "dataloader_num_workers": _unwired(0),
     "dataloader_pin_memory": _unwired(True),

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from raystx.train.args import SentenceTransformerTrainingArguments
+from raystx.train.args import IntervalStrategy, SentenceTransformerTrainingArguments
 from raystx.train.cadence import StepEvents, due_events
 from raystx.train.callbacks import CallbackHandler, TrainerState
 from raystx.train.checkpoint import write_checkpoint
@@ -326,6 +326,7 @@ class TrainLoop:
             metrics=metrics,
             log_history=state.log_history,
             best_metric=state.best_metric,
+            resumable=not (self.args.save_only_model or self.args.save_strategy is IntervalStrategy.NO),
         )
         parts = self.parts
         write_checkpoint(

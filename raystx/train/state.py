@@ -57,6 +57,8 @@ class CheckpointState:
     metrics: dict[str, Any] = field(default_factory=dict)
     log_history: list[dict[str, Any]] = field(default_factory=list)
     best_metric: float | None = None
+    # False: model and state only, no optimizer/scheduler/RNG (``save_only_model``); cannot be resumed from
+    resumable: bool = True
     manifest: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -184,3 +184,28 @@ def test_history_after_a_restart_is_the_surviving_lineage(tmp_path, tiny_bert_di
     assert [h for h in history if h["step"] <= 2] == [h for h in first_attempt if h["step"] <= 2]
     resumed_steps = {r["step"] for r in runtime.reports if "loss" in r}
     assert {h["step"] for h in history if h["step"] > 2} == resumed_steps
+
+
+@pytest.mark.parametrize("args", [{"save_strategy": "no"}, {"save_only_model": True}])
+def test_model_only_checkpoints_hold_no_optimizer_state_and_are_not_resumed_from(
+    tmp_path, tiny_bert_dir, caplog, args
+):
+    """save_only_model (and the final save of a save_strategy='no' run, which only carries the weights back to the
+    driver) write the model and the state, not the optimizer/scheduler/RNG state; resuming skips them."""
+    caplog.set_level(logging.WARNING, logger="raystx.train")
+    model = SentenceTransformer(str(tiny_bert_dir))
+    runtime = LocalRuntime(tmp_path / "run")
+    train_worker(_payload(tmp_path / "run", model, **args), runtime)
+    final = runtime.checkpoints[-1]
+    assert final.name == "checkpoint-6"
+    assert (final / "model" / "modules.json").is_file()
+    assert not list(final.glob("optimizer.pt")) + list(final.glob("scheduler.pt")) + list(final.glob("rng_*"))
+    state = read_trainer_state(final)
+    assert state.resumable is False and state.global_step == 6
+    loaded = SentenceTransformer(str(final / "model"))
+    for key, value in _weights(loaded).items():
+        torch.testing.assert_close(value, model.state_dict()[key], rtol=0, atol=0)
+    with pytest.raises(CorruptCheckpointError, match="model only"):
+        from raystx.train.checkpoint import restore_checkpoint
+
+        restore_checkpoint(final, rank=0, model=model, losses={}, optimizer=None, scheduler=None)
