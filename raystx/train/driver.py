@@ -89,13 +89,20 @@ def quiet_report_lines() -> None:
 def train_environment() -> Iterator[None]:
     """Ray Train settings for the run (read by its controller from the driver's environment), restored after.
 
+    The controller polls the workers every 0.5 s instead of Ray's 2 s unless ``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``
+    is set: a finished run is noticed sooner, at the cost of a few small remote calls per second.
+
     On a single-node cluster (a local ``ray.init``, a laptop, CI) the preemption watcher is off unless
     ``RAY_TRAIN_ENABLE_PREEMPTION_WATCHER`` says otherwise: no other node can take over from a drained one, and
     Ray 2.60 starts it with a constructor that logs an error-level line on every run (ray issue 53727).
     """
     import ray
 
-    settings = {}
+    # How often the controller polls the workers: also how long a finished run waits to be noticed (Ray's
+    # default 2 s). Metrics-only reports are thinned to the same interval on the workers (RayRuntime).
+    settings = {
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    }
     alive = [n for n in ray.nodes() if n.get("Alive")]
     if len(alive) <= 1 and "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in os.environ:
         settings["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "0"
