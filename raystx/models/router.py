@@ -235,3 +235,32 @@ class Router(ModelModule):
 
 
 Asym = Router
+
+
+def check_router_mapping(model: nn.Module, router_mapping: dict[str, Any] | None) -> None:
+    """Driver-side check before training: a model with a Router needs ``router_mapping``, and every route it
+    names must exist. Raises ValueError naming the column and the Router's routes."""
+    routers = [m for m in model.children() if isinstance(m, Router)]
+    if not routers:
+        return
+    if not router_mapping:
+        raise ValueError(
+            "The model has a Router module but the training arguments have no router_mapping, so every column "
+            "would go to the default route. Set router_mapping to map columns to routes, e.g. "
+            "{'question': 'query', 'answer': 'document'} (or {dataset: {column: route}})."
+        )
+    pairs: list[tuple[str, str]] = []
+    for key, value in router_mapping.items():
+        if isinstance(value, dict):  # {dataset: {column: route}}
+            pairs.extend((f"{key}.{column}", route) for column, route in value.items())
+        else:
+            pairs.append((key, value))
+    for column, route in pairs:
+        for router in routers:
+            try:
+                router.resolve_route(route)
+            except ValueError:
+                raise ValueError(
+                    f"router_mapping maps column {column!r} to {route!r}, which is not a route of the model's "
+                    f"Router (routes: {list(router.sub_modules)})"
+                ) from None

@@ -97,6 +97,8 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
     multi_dataset_weights: dict[str, float] | None = None
     prompts: str | dict[str, str] | dict[str, dict[str, str]] | None = None
     learning_rate_mapping: dict[str, float] | None = None
+    # column -> Router route ("query"/"document"), or dataset -> {column -> route}
+    router_mapping: dict[str, str] | dict[str, dict[str, str]] | None = None
     eval_strategy: IntervalStrategy | str = IntervalStrategy.NO
     eval_steps: float | None = None
     save_strategy: IntervalStrategy | str = IntervalStrategy.STEPS
