@@ -91,10 +91,21 @@ def _import_custom(class_ref: str, model_dir: str | os.PathLike | None) -> type[
         module = importlib.util.module_from_spec(spec)
         sys.modules[unique] = module
         spec.loader.exec_module(module)
+        _pickle_by_value(module)  # Ray workers cannot import a module that lives in a model directory
     cls = getattr(module, name, None)
     if not inspect.isclass(cls):
         raise ImportError(f"Custom module {class_ref!r}: {module_path!r} has no class {name!r}")
+    if not getattr(cls, "st_class_ref", ""):
+        cls.st_class_ref = class_ref  # saving writes the same type back to modules.json
     return cls
+
+
+def _pickle_by_value(module: Any) -> None:
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - Ray brings cloudpickle
+        return
+    cloudpickle.register_pickle_by_value(module)
 
 
 def load_module(cls: type[nn.Module], root: Path, sub: str, loader_kwargs: dict[str, Any]) -> nn.Module:
