@@ -149,9 +149,9 @@ class SentenceTransformer(nn.Sequential):
             raise ValueError(f"{root / 'modules.json'} must hold a list of modules")
         modules: OrderedDict[str, nn.Module] = OrderedDict()
         for entry in sorted(entries, key=lambda e: e.get("idx", 0)):
-            cls = module_class_for(entry["type"], loader_kwargs["trust_remote_code"], root)
             sub = entry.get("path", "")
-            _safe_subpath(root, sub)
+            _safe_subpath(root, sub)  # before any custom code is imported
+            cls = module_class_for(entry["type"], loader_kwargs["trust_remote_code"], root)
             modules[str(entry.get("name", len(modules)))] = load_module(cls, root, sub, loader_kwargs)
         return modules
 
