@@ -48,7 +48,10 @@ SAMPLER = (
     "raystx plans batches itself on every worker (raystx.data.schedule); pick BatchSamplers / "
     "MultiDatasetBatchSamplers in SentenceTransformerTrainingArguments instead of a sampler class"
 )
-LEGACY_MODULE = "this module type is not implemented in raystx yet (issue 14 item 5)"
+LEGACY_MODULE = (
+    "not implemented in raystx: its models are text-only (no CLIPModel) and raystx.models.ModelModule is the "
+    "base class of its modules"
+)
 MINING = "hard-negative mining is not in raystx yet"
 MULTI_VECTOR = "multi-vector (late-interaction) scoring is not part of raystx"
 SPARSE = "a sparse-encoder helper; sparse encoders are not part of raystx"
@@ -122,12 +125,33 @@ EVALUATOR_FILES = {
     "TripletEvaluator": "triplet",
 }
 MODULE_FILES = {  # models.<Class> -> raystx.models.<file>
+    "BoW": "bow",
+    "CNN": "cnn",
     "Dense": "dense",
+    "Dropout": "dropout",
+    "LSTM": "lstm",
+    "LayerNorm": "layer_norm",
     "Normalize": "normalize",
     "Pooling": "pooling",
     "StaticEmbedding": "static_embedding",
     "Transformer": "transformer",
+    "WeightedLayerPooling": "weighted_layer_pooling",
+    "WordEmbeddings": "word_embeddings",
+    "WordWeights": "word_weights",
 }
+# the module types sentence-transformers 6.x keeps under sentence_transformer/modules/<file>.py
+ST6_SENTENCE_MODULES = (
+    "BoW",
+    "CNN",
+    "Dropout",
+    "LSTM",
+    "LayerNorm",
+    "Pooling",
+    "StaticEmbedding",
+    "WeightedLayerPooling",
+    "WordEmbeddings",
+    "WordWeights",
+)
 TRANSFORMER_MISSING = {
     "ModalityParams": INTERNAL,
     "ProcessingKwargs": INTERNAL,
@@ -135,19 +159,9 @@ TRANSFORMER_MISSING = {
     "set_temporary_class_attrs": INTERNAL,
 }
 MODULES_NOT_IN_RAYSTX = (  # models.<Class> sentence-transformers still loads, not in raystx (yet)
-    "Asym",
-    "BoW",
     "CLIPModel",
-    "CNN",
-    "Dropout",
     "InputModule",
-    "LSTM",
-    "LayerNorm",
     "Module",
-    "Router",
-    "WeightedLayerPooling",
-    "WordEmbeddings",
-    "WordWeights",
 )
 DATASET_FILES = {
     "DenoisingAutoEncoderDataset": "denoising_auto_encoder",
@@ -328,14 +342,12 @@ def _build() -> dict[str, Alias]:
     for cls, file in MODULE_FILES.items():
         missing = TRANSFORMER_MISSING if cls == "Transformer" else {}
         table[f"raystx.models.{cls}"] = Alias((f"raystx.models.{file}:{cls}",), missing)
-    for cls in ("Pooling", "StaticEmbedding"):
+    for cls in ST6_SENTENCE_MODULES:
         file = MODULE_FILES[cls]
         table[f"raystx.sentence_transformer.modules.{file}"] = Alias((f"raystx.models.{file}:{cls}",))
     for cls in MODULES_NOT_IN_RAYSTX:
         table[f"raystx.models.{cls}"] = Alias((), {cls: LEGACY_MODULE})
-    table["raystx.models.Asym"] = table["raystx.models.Router"] = Alias(
-        (), {"Asym": LEGACY_MODULE, "Router": LEGACY_MODULE}
-    )
+    table["raystx.models.Asym"] = table["raystx.models.Router"] = Alias(("raystx.models.router:Asym,Router",))
     for cls, file in DATASET_FILES.items():
         alias = Alias((f"{DATASETS}:{cls}",))
         table[f"raystx.datasets.{cls}"] = alias

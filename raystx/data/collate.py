@@ -24,6 +24,9 @@ Tokenize = Callable[..., Features]
 def thread_private_tokenize(model: torch.nn.Module) -> Tokenize:
     """A ``tokenize(texts)`` bound to a private copy of the model's tokenizer (safe to use in another thread)."""
     first = model[0] if isinstance(model, torch.nn.Sequential) else model
+    private = getattr(first, "with_private_tokenizer", None)
+    if callable(private):  # a Router: one tokenizer per route
+        return private().tokenize
     if not hasattr(first, "tokenizer"):
         return model.tokenize
     module = copy.copy(first)  # shallow: shares parameters, gets its own tokenizer below
@@ -43,6 +46,17 @@ def resolve_prompt(prompts: Any, dataset: str, column: str) -> str | None:
             return inner
         return inner.get(column)
     value = prompts.get(column)
+    return value if isinstance(value, str) else None
+
+
+def resolve_route(router_mapping: Any, dataset: str, column: str) -> str | None:
+    """The Router task for ``column`` of ``dataset`` from ``router_mapping`` ({col: route} | {ds: {col: route}})."""
+    if not router_mapping:
+        return None
+    inner = router_mapping.get(dataset)
+    if isinstance(inner, Mapping):
+        return inner.get(column)
+    value = router_mapping.get(column)
     return value if isinstance(value, str) else None
 
 
@@ -82,8 +96,10 @@ class BatchCollator:
         label_columns: Mapping[str, str | None],
         label_kinds: Mapping[str, str],
         prompts: Any = None,
+        router_mapping: Any = None,
     ) -> None:
         self.tokenize = tokenize
+        self.router_mapping = router_mapping
         self.input_columns = input_columns
         self.label_columns = label_columns
         self.label_kinds = label_kinds
@@ -96,8 +112,13 @@ class BatchCollator:
         for column in self.input_columns[dataset]:
             texts = checked_texts(dataset, column, rows[column])
             prompt = resolve_prompt(self.prompts, dataset, column)
-            # The model's tokenize prepends the prompt and records its length (for prompt-excluding pooling).
-            features.append(self.tokenize(texts, prompt=prompt) if prompt else self.tokenize(texts))
+            # The model's tokenize prepends the prompt and records its length (for prompt-excluding pooling);
+            # a Router model tokenizes with the route the column maps to and records it as features["task"].
+            options: dict[str, Any] = {"prompt": prompt} if prompt else {}
+            task = resolve_route(self.router_mapping, dataset, column)
+            if task is not None:
+                options["task"] = task
+            features.append(self.tokenize(texts, **options))
         label_column = self.label_columns.get(dataset)
         labels = None
         if label_column is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -215,7 +216,7 @@ class EpochPlan:
         sampler: str = "proportional",
         weights: Mapping[str, float] | None = None,
         shuffle: bool = True,
-        batch_sampler: str = "batch_sampler",
+        batch_sampler: Any = "batch_sampler",
         columns=None,
         consumed: Mapping[str, Consumed] | None = None,
         round_robin_start: int = 0,
@@ -234,6 +235,21 @@ class EpochPlan:
         self._batches: dict[str, list[np.ndarray]] = {}
         for name, size in self.sizes.items():
             self._orders[name] = order = dataset_order(size, seed, epoch, name, shuffle)
+            if callable(batch_sampler):  # a user sampler: ``columns(name)`` gives (dataset, label columns)
+                from raystx.data.custom_sampler import custom_batches
+
+                dataset, label_columns = columns(name)
+                self._batches[name] = custom_batches(
+                    batch_sampler,
+                    dataset,
+                    self.per_device_batch_size,
+                    self.world_size,
+                    seed,
+                    epoch,
+                    label_columns,
+                    self.consumed.get(name),
+                )
+                continue
             rest = remaining_order(order, self.consumed.get(name))
             texts = labels = None
             if batch_sampler != "batch_sampler":

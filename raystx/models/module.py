@@ -53,3 +53,32 @@ class ModelModule(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.get_config_dict().items())
+
+
+class WeightsModule(ModelModule):
+    """A module whose files are its config plus ``model.safetensors`` (its ``state_dict``).
+
+    ``config_key_renames`` maps old config keys (older sentence-transformers releases) to current ones.
+    """
+
+    config_key_renames: ClassVar[dict[str, str]] = {}
+
+    def save(self, output_path: str | os.PathLike) -> None:
+        from raystx.models._io import save_state_dict
+
+        self.save_config(output_path)
+        save_state_dict(self, output_path)
+
+    @classmethod
+    def load_config(cls, input_path: str | os.PathLike) -> dict[str, Any]:
+        config = super().load_config(input_path)
+        return {cls.config_key_renames.get(k, k): v for k, v in config.items()}
+
+    @classmethod
+    def load(cls, input_path: str | os.PathLike, **kwargs: Any) -> ModelModule:
+        from raystx.models._io import load_state_dict
+
+        config = cls.load_config(input_path)
+        module = cls(**{k: v for k, v in config.items() if k in cls.config_keys})
+        module.load_state_dict(load_state_dict(input_path))
+        return module

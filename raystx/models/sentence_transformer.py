@@ -28,7 +28,8 @@ from raystx.models.hub import resolve_model_path
 from raystx.models.model_card import generate_model_card
 from raystx.models.pooling import Pooling
 from raystx.models.quantize import PRECISIONS, quantize_embeddings
-from raystx.models.registry import module_class_for
+from raystx.models.registry import load_module, module_class_for
+from raystx.models.router import Router
 from raystx.models.transformer import Transformer
 from raystx.util import batch_to_device, similarity_fn
 
@@ -148,13 +149,10 @@ class SentenceTransformer(nn.Sequential):
             raise ValueError(f"{root / 'modules.json'} must hold a list of modules")
         modules: OrderedDict[str, nn.Module] = OrderedDict()
         for entry in sorted(entries, key=lambda e: e.get("idx", 0)):
-            cls = module_class_for(entry["type"])
-            module_dir = _safe_subpath(root, entry.get("path", ""))
-            if cls is Transformer:
-                module = cls.load(module_dir, **loader_kwargs)
-            else:
-                module = cls.load(module_dir, trust_remote_code=loader_kwargs["trust_remote_code"])
-            modules[str(entry.get("name", len(modules)))] = module
+            sub = entry.get("path", "")
+            _safe_subpath(root, sub)  # before any custom code is imported
+            cls = module_class_for(entry["type"], loader_kwargs["trust_remote_code"], root)
+            modules[str(entry.get("name", len(modules)))] = load_module(cls, root, sub, loader_kwargs)
         return modules
 
     @staticmethod
@@ -268,6 +266,7 @@ class SentenceTransformer(nn.Sequential):
         device: str | torch.device | None = None,
         normalize_embeddings: bool = False,
         truncate_dim: int | None = None,
+        task: str | None = None,
         **kwargs: Any,
     ) -> np.ndarray | Tensor | list[Any]:
         """Embed ``sentences`` (a string gives a 1-D result, a list a 2-D one, rows in input order).
@@ -275,7 +274,8 @@ class SentenceTransformer(nn.Sequential):
         Inputs are sorted longest-first so each batch pads little, run under ``torch.inference_mode`` in eval
         mode (the previous train/eval mode is restored), and put back in input order. ``precision`` other than
         float32 quantizes the whole result (see ``raystx.models.quantize``). ``output_value="token_embeddings"``
-        returns one (tokens, dim) tensor per input; ``None`` returns every feature per input.
+        returns one (tokens, dim) tensor per input; ``None`` returns every feature per input. ``task`` picks the
+        route of a ``Router`` first module (``query``/``document``); models without one ignore it.
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -295,6 +295,7 @@ class SentenceTransformer(nn.Sequential):
             self.to(device)
         run_device = self.device
 
+        task_kwargs = {"task": task} if task is not None and isinstance(self._first_module(), Router) else {}
         order = sorted(range(len(texts)), key=lambda i: -_text_length(texts[i]))
         results: list[Any] = [None] * len(texts)
         was_training = self.training
@@ -308,7 +309,7 @@ class SentenceTransformer(nn.Sequential):
                     batches = tqdm(batches, desc="Batches")
                 for start in batches:
                     idx = order[start : start + batch_size]
-                    features = self.tokenize([texts[i] for i in idx], prompt=prompt_text)
+                    features = self.tokenize([texts[i] for i in idx], prompt=prompt_text, **task_kwargs)
                     out = self.forward(batch_to_device(features, run_device))
                     rows = self._collect(
                         out, output_value, len(idx), normalize_embeddings, truncate_dim, convert_to_numpy
@@ -387,7 +388,7 @@ class SentenceTransformer(nn.Sequential):
         """
         if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None and "query" in self.prompts:
             kwargs["prompt_name"] = "query"
-        kwargs.pop("task", None)  # sentence-transformers routes by task; raystx has no Router module
+        kwargs.setdefault("task", "query")  # the route of a Router model
         return self.encode(sentences, **kwargs)
 
     def encode_document(self, sentences: str | Sequence[Any], **kwargs: Any) -> Any:
@@ -397,7 +398,7 @@ class SentenceTransformer(nn.Sequential):
                 if name in self.prompts:
                     kwargs["prompt_name"] = name
                     break
-        kwargs.pop("task", None)
+        kwargs.setdefault("task", "document")
         return self.encode(sentences, **kwargs)
 
     @contextmanager

@@ -65,6 +65,20 @@ class StaticEmbedding(ModelModule):
         self.tokenizer.no_padding()
         self.base_model = kwargs.get("base_model")
 
+    @classmethod
+    def from_model2vec(cls, model_id_or_path: str) -> StaticEmbedding:
+        """Load a model2vec ``StaticModel`` (needs the ``model2vec`` package); see ``static_sources``."""
+        from raystx.models.static_sources import from_model2vec
+
+        return from_model2vec(cls, model_id_or_path)
+
+    @classmethod
+    def from_distillation(cls, model_name: str, **kwargs: Any) -> StaticEmbedding:
+        """Distil an encoder into a static table (implemented in raystx); see ``static_sources``."""
+        from raystx.models.static_sources import from_distillation
+
+        return from_distillation(cls, model_name, **kwargs)
+
     def tokenize(self, texts: list[str], prompt: str | None = None, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Flat ``input_ids`` of all texts plus the ``offsets`` where each text starts."""
         if prompt:
@@ -108,9 +122,7 @@ class StaticEmbedding(ModelModule):
         if "embedding.weight" in weights:
             matrix = weights["embedding.weight"]
         else:  # model2vec layout: embeddings [+ token mapping] [+ per-token weights]
-            matrix = weights["embeddings"]
-            if "mapping" in weights:
-                matrix = matrix[weights["mapping"].long()]
-            if "weights" in weights:
-                matrix = matrix.float() * weights["weights"].float()[:, None]
+            from raystx.models.static_sources import fold_model2vec
+
+            matrix = fold_model2vec(weights["embeddings"], weights.get("mapping"), weights.get("weights"))
         return cls(tokenizer, embedding_weights=matrix)

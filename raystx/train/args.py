@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -92,11 +93,13 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
     fp16: bool = False
     bf16: bool = False
     gradient_checkpointing: bool = False
-    batch_sampler: BatchSamplers | str = BatchSamplers.BATCH_SAMPLER
+    batch_sampler: BatchSamplers | str | Callable[..., Any] = BatchSamplers.BATCH_SAMPLER
     multi_dataset_batch_sampler: MultiDatasetBatchSamplers | str = MultiDatasetBatchSamplers.PROPORTIONAL
     multi_dataset_weights: dict[str, float] | None = None
     prompts: str | dict[str, str] | dict[str, dict[str, str]] | None = None
     learning_rate_mapping: dict[str, float] | None = None
+    # column -> Router route ("query"/"document"), or dataset -> {column -> route}
+    router_mapping: dict[str, str] | dict[str, dict[str, str]] | None = None
     eval_strategy: IntervalStrategy | str = IntervalStrategy.NO
     eval_steps: float | None = None
     save_strategy: IntervalStrategy | str = IntervalStrategy.STEPS
@@ -136,7 +139,9 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
                         ) from None
         if self.router_mapping is None:
             self.router_mapping = {}
-        self.batch_sampler = _enum(BatchSamplers, self.batch_sampler, "batch_sampler")
+        # a class or callable is a user batch sampler (raystx.data.custom_sampler)
+        if not callable(self.batch_sampler):
+            self.batch_sampler = _enum(BatchSamplers, self.batch_sampler, "batch_sampler")
         self.multi_dataset_batch_sampler = _enum(
             MultiDatasetBatchSamplers, self.multi_dataset_batch_sampler, "multi_dataset_batch_sampler"
         )
@@ -233,7 +238,11 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
             value = getattr(self, f.name)
             if f.name.endswith("_token") and value is not None:
                 value = f"<{f.name.upper()}>"
-            out[f.name] = value.value if isinstance(value, Enum) else value
+            if isinstance(value, Enum):
+                value = value.value
+            elif callable(value):  # a user batch sampler: its name
+                value = getattr(value, "__qualname__", type(value).__name__)
+            out[f.name] = value
         return out
 
     def non_default_items(self) -> dict[str, Any]:

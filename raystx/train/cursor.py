@@ -110,11 +110,20 @@ class DataCursor:
             epoch,
             args.multi_dataset_batch_sampler.value,
             args.multi_dataset_weights,
-            batch_sampler=args.batch_sampler.value,
-            columns=self._columns,
+            batch_sampler=getattr(args.batch_sampler, "value", args.batch_sampler),
+            columns=self._dataset if callable(args.batch_sampler) else self._columns,
             consumed=consumed,
             round_robin_start=round_robin_start,
         )
+
+    def _dataset(self, name: str) -> tuple[Any, list[str]]:
+        """A dataset's rows as a ``datasets.Dataset`` and its label columns, for a user batch sampler."""
+        import datasets
+
+        source, data = self.sources[name], self.opened[name]
+        labels = [source.label_column] if source.label_column else []
+        columns = [*source.input_columns, *labels]
+        return datasets.Dataset.from_dict({c: list(data[c]) for c in columns}), labels
 
     def _columns(self, name: str) -> tuple[list[tuple], list | None]:
         """Row texts (all input columns) and labels of a dataset, for the duplicate-/label-aware samplers."""

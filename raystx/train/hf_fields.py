@@ -115,7 +115,6 @@ EXTRA_FIELDS: dict[str, ExtraField] = {
     "liger_kernel_config": _unwired(None),
     "optim_target_modules": _unwired(None),
     "enable_jit_checkpoint": _unwired(False),
-    "router_mapping": ExtraField({}, "unwired", "raystx has no Router module yet (issue 14 item 5)"),
     # accepted, no effect by design
     "do_train": _noop(False),
     "do_eval": _noop(False),

@@ -129,6 +129,7 @@ def _collator(payload: WorkerPayload, model: nn.Module) -> BatchCollator:
         {n: s.label_column for n, s in sources.items()},
         payload.label_kinds,
         payload.args.prompts,
+        payload.args.router_mapping,
     )
 
 

@@ -150,7 +150,7 @@ def test_unknown_module_type_and_path_escape_rejected(tiny_bert_dir, tmp_path):
     entries = json.loads(path.read_text())
     entries[1]["type"] = "evil_package.Pooling"
     path.write_text(json.dumps(entries))
-    with pytest.raises(ValueError, match="Unsupported module type"):
+    with pytest.raises(ValueError, match="custom module 'evil_package.Pooling'.*trust_remote_code=True"):
         rm.SentenceTransformer(tmp_path / "m")
     entries[1]["type"], entries[1]["path"] = "sentence_transformers.models.Pooling", "../outside"
     path.write_text(json.dumps(entries))

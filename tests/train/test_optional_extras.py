@@ -64,6 +64,7 @@ def test_missing_matplotlib_skips_the_plots_naming_the_extra(monkeypatch, tmp_pa
 
 def test_core_dependencies_leave_the_integrations_to_extras_and_dev_pulls_what_tests_use():
     core = {dep.split(">")[0].split("[")[0].lower() for dep in PYPROJECT["project"]["dependencies"]}
-    assert not core & {"wandb", "tensorboard", "codecarbon", "matplotlib", "mlflow"}
+    assert not core & {"wandb", "tensorboard", "codecarbon", "matplotlib", "mlflow", "model2vec"}
     assert {"accelerate", "rich", "jinja2"} <= core
-    assert "raystx[wandb,tensorboard,plots]" in EXTRAS["dev"]
+    assert "raystx[wandb,tensorboard,plots,model2vec]" in EXTRAS["dev"]
+    assert EXTRAS["model2vec"] == ["model2vec>=0.4"]
