@@ -193,12 +193,14 @@ class SentenceTransformerTrainer:
         """Read/stage the datasets and check them against the losses (driver side, before any worker)."""
 
         from raystx.data.sources import prepare_sources, validate_sources
+        from raystx.models.router import check_router_mapping
         from raystx.train.integrations import check_report_to
         from raystx.train.storage import is_uri
 
         scaling = self._scaling()
         self.args.validate(use_gpu=bool(getattr(scaling, "use_gpu", False)))
         check_report_to(self.args)
+        check_router_mapping(self.model, self.args.router_mapping)
         if not is_uri(self.args.output_dir):
             self.args.output_dir = str(Path(self.args.output_dir).absolute())  # workers run in other folders
         ensure_ray()
