@@ -24,6 +24,7 @@ from torch import nn
 from raystx.losses.base import RaystxLoss
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.driver import BestCheckpoint, TrainOutput, collect, launch, ray_train_logging
+from raystx.train.trial_call import build_loss, call_model_init
 from raystx.train.worker import WorkerPayload
 
 logger = logging.getLogger("raystx.train")
@@ -44,7 +45,9 @@ class SentenceTransformerTrainer:
             path/glob, or a dict of any of these keyed by dataset name.
         eval_dataset: same forms; accepted for script compatibility but not evaluated yet (no ``eval_loss``):
             a warning says so. Pass an ``evaluator`` for metrics during training.
-        loss: a loss, a dict of losses keyed by dataset name, or a callable ``model -> loss``.
+        loss: a loss, a dict of losses keyed by dataset name, or a callable ``model -> loss`` (or
+            ``(model, trial) -> loss``, called with the trial in ``hyperparameter_search``). Default:
+            ``CoSENTLoss``, as in sentence-transformers.
         evaluator: a ``SentenceEvaluator`` run by rank 0 at ``eval_strategy`` steps.
         callbacks: objects with ``on_*`` hooks (see ``raystx.train.callbacks``).
         scaling_config: ``ray.train.ScalingConfig`` (default 1 CPU worker).
@@ -63,13 +66,15 @@ class SentenceTransformerTrainer:
         callbacks: list[Any] | None = None,
         scaling_config: Any = None,
         run_config: Any = None,
-        model_init: Callable[[], nn.Module] | None = None,
+        model_init: Callable[..., nn.Module] | None = None,
         select_columns: list[str] | dict[str, list[str]] | None = None,
     ) -> None:
         if model is None and model_init is None:
             raise ValueError("SentenceTransformerTrainer needs a model (or model_init)")
         self.model_init = model_init
-        self.model = model if model is not None else model_init()
+        # transformers calls model_init(trial) with trial=None outside a search; hyperparameter_search sets the trial
+        self.trial: Any = None
+        self.model = model if model is not None else call_model_init(model_init, None)
         self.args = args or SentenceTransformerTrainingArguments()
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
@@ -83,10 +88,11 @@ class SentenceTransformerTrainer:
         self.scaling_config = scaling_config
         self.run_config = run_config
         self.select_columns = select_columns
-        if loss is None:
-            from raystx.losses import CoSENTLoss, MultipleNegativesRankingLoss  # noqa: F401 - imported for default
+        if loss is None:  # sentence-transformers' default loss
+            from raystx.losses import CoSENTLoss
 
-            loss = MultipleNegativesRankingLoss(self.model)
+            loss = CoSENTLoss(self.model)
+            logger.info("No `loss` passed, using `CoSENTLoss` as a default option.")
         self.loss = loss
         self.state: TrainOutput | None = None
         self.timings: dict[str, float] = {}
@@ -107,9 +113,12 @@ class SentenceTransformerTrainer:
                     "Losses and datasets do not pair up: " + "; ".join(parts) + f". Datasets are {names}; "
                     "give one loss per dataset name, or a single loss for all."
                 )
-            built = {n: (loss[n](self.model) if _is_loss_factory(loss[n]) else loss[n]) for n in names}
+            built = {
+                n: (build_loss(loss[n], self.model, self.trial) if _is_loss_factory(loss[n]) else loss[n])
+                for n in names
+            }
         else:
-            single = loss(self.model) if _is_loss_factory(loss) else loss
+            single = build_loss(loss, self.model, self.trial) if _is_loss_factory(loss) else loss
             built = dict.fromkeys(names, single)
         for name, value in built.items():
             if not isinstance(value, nn.Module):
