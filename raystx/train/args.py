@@ -99,6 +99,7 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
     learning_rate_mapping: dict[str, float] | None = None
     eval_strategy: IntervalStrategy | str = IntervalStrategy.NO
     eval_steps: float | None = None
+    eval_on_start: bool = False
     save_strategy: IntervalStrategy | str = IntervalStrategy.STEPS
     save_steps: float = 500
     save_total_limit: int | None = None

@@ -114,6 +114,7 @@ class DataCursor:
             columns=self._columns,
             consumed=consumed,
             round_robin_start=round_robin_start,
+            drop_last=args.dataloader_drop_last,
         )
 
     def _columns(self, name: str) -> tuple[list[tuple], list | None]:

@@ -43,8 +43,9 @@ class SentenceTransformerTrainer:
         args: ``SentenceTransformerTrainingArguments``.
         train_dataset: a ``datasets.Dataset``/``DatasetDict``/``IterableDataset``, a ``ray.data.Dataset``, a file
             path/glob, or a dict of any of these keyed by dataset name.
-        eval_dataset: same forms; accepted for script compatibility but not evaluated yet (no ``eval_loss``):
-            a warning says so. Pass an ``evaluator`` for metrics during training.
+        eval_dataset: same forms; evaluated at ``eval_strategy`` steps by all workers together with the loss of
+            the training dataset of the same name (or the single loss): ``eval_loss``, or ``eval_{name}_loss``
+            per dataset of a dict (``raystx.train.eval_loss``).
         loss: a loss, a dict of losses keyed by dataset name, or a callable ``model -> loss`` (or
             ``(model, trial) -> loss``, called with the trial in ``hyperparameter_search``). Default:
             ``CoSENTLoss``, as in sentence-transformers.
@@ -78,11 +79,6 @@ class SentenceTransformerTrainer:
         self.args = args or SentenceTransformerTrainingArguments()
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
-        if eval_dataset is not None:
-            logger.warning(
-                "eval_dataset is not evaluated by raystx yet (no eval_loss is computed); pass an evaluator "
-                "(e.g. EmbeddingSimilarityEvaluator or InformationRetrievalEvaluator) for metrics during training"
-            )
         self.evaluator = evaluator
         self.callbacks = list(callbacks or [])
         self.scaling_config = scaling_config
@@ -178,8 +174,8 @@ class SentenceTransformerTrainer:
         if not metric.startswith("eval_"):
             metric = "eval_" + metric
         greater = args.greater_is_better
-        if greater is None:
-            greater = bool(getattr(self.evaluator, "greater_is_better", not metric.endswith("loss")))
+        if greater is None:  # a loss is minimized (transformers' rule), an evaluator metric goes its own way
+            greater = not metric.endswith("loss") and bool(getattr(self.evaluator, "greater_is_better", True))
         return metric, "max" if greater else "min"
 
     def _check_output_dir(self, run_dir: str) -> None:
@@ -208,6 +204,7 @@ class SentenceTransformerTrainer:
         import ray
 
         from raystx.data.sources import prepare_sources, validate_sources
+        from raystx.train.eval_data import prepare_eval_datasets
         from raystx.train.integrations import check_report_to
         from raystx.train.storage import is_uri
 
@@ -229,9 +226,17 @@ class SentenceTransformerTrainer:
             sources,
             losses,
             global_batch_size=self.args.per_device_train_batch_size * int(scaling.num_workers or 1),
-            drop_last=True,
+            drop_last=self.args.dataloader_drop_last,
         )
         self._label_kinds = {n: matched[n].label for n in sources}  # the contract each dataset matched
+        self._eval, self._eval_label_kinds = prepare_eval_datasets(
+            self.eval_dataset,
+            losses=losses,
+            loss_is_dict=isinstance(self.loss, dict),
+            staging_dir=str(staging),
+            select_columns=self.select_columns,
+            batch_size=self.args.per_device_eval_batch_size,
+        )
         return sources, losses
 
     def validate(self) -> dict[str, Any]:
@@ -313,6 +318,8 @@ class SentenceTransformerTrainer:
             sources=sources,
             label_kinds=self._label_kinds,
             evaluator=self.evaluator,
+            eval_datasets=self._eval,
+            eval_label_kinds=self._eval_label_kinds,
             resume_from=resume_path,
             callbacks=list(self.callbacks),
             run_dir=None if is_uri(run_dir) else run_dir,
