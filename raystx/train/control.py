@@ -28,6 +28,8 @@ def share_control(control: TrainerControl, rank: int, device: torch.device | Non
     """Set ``control`` on every rank to rank 0's flags (every rank must call this at the same point). ``device``:
     where the collective runs (the rank's device: NCCL needs GPU tensors)."""
     flags = control.flags() if rank == 0 else [False] * len(control.flags())
-    shared = all_reduce_mean(torch.tensor([float(f) for f in flags], dtype=torch.float32, device=device)).cpu()
+    shared = all_reduce_mean(
+        torch.tensor([float(f) for f in flags], dtype=torch.float32, device=device)
+    ).cpu()
     control.set_flags([bool(v > 0) for v in shared.tolist()])
     return control

@@ -20,7 +20,9 @@ from raystx.train.eval_loss import EvalDataset, eval_metric_name
 EVAL_STAGING = ".eval"  # under the run's staging folder; training dataset names never start with a dot there
 
 
-def _loss_keys(eval_names: list[str], several: bool, losses: Mapping[str, nn.Module], loss_is_dict: bool) -> dict:
+def _loss_keys(
+    eval_names: list[str], several: bool, losses: Mapping[str, nn.Module], loss_is_dict: bool
+) -> dict:
     """Which entry of the training losses each eval dataset uses."""
     if not loss_is_dict:
         first = next(iter(losses))

@@ -83,7 +83,9 @@ class EvalLoss:
         try:
             with local_only(), torch.no_grad():
                 for i, (name, item) in enumerate(self.datasets.items()):
-                    loss_sum, rows = self._local_sums(name, item, losses[item.loss_key], device, autocast_dtype)
+                    loss_sum, rows = self._local_sums(
+                        name, item, losses[item.loss_key], device, autocast_dtype
+                    )
                     sums[2 * i], sums[2 * i + 1] = loss_sum, rows
         finally:
             for module, mode in zip(modules, modes):

@@ -21,7 +21,10 @@ def test_plan_keeps_the_partial_batch_and_splits_it_evenly_over_ranks():
     kept = EpochPlan({"a": 11}, 2, 2, seed=1, epoch=0, shuffle=False, drop_last=False)
     dropped = EpochPlan({"a": 11}, 2, 2, seed=1, epoch=0, shuffle=False)
     assert len(dropped) == 2 and len(kept) == 3
-    assert [kept.rows(2, r)[1].tolist() for r in range(2)] == [[8, 9], [10, 8]]  # 3 rows: padded with its first
+    assert [kept.rows(2, r)[1].tolist() for r in range(2)] == [
+        [8, 9],
+        [10, 8],
+    ]  # 3 rows: padded with its first
     every = np.concatenate([kept.rows(s, r)[1] for s in range(3) for r in range(2)])
     assert set(every.tolist()) == set(range(11))
     assert kept.consumed_through(3) == {"a": 11} and kept.consumed_through(2) == {"a": 8}
@@ -38,7 +41,9 @@ def test_samplers_keep_their_leftover_rows():
     assert sorted(np.concatenate(batches).tolist()) == list(range(7))
     assert all(len({texts[i] for i in b}) == len(b) for b in batches)
     labels = [0, 0, 1, 1, 2, 2, 3]
-    assert [len(b) for b in compose_batches(order, 4, "group_by_label", labels=labels, drop_last=False)] == [4]
+    assert [len(b) for b in compose_batches(order, 4, "group_by_label", labels=labels, drop_last=False)] == [
+        4
+    ]
     assert len(compose_batches(order, 2, "group_by_label", labels=labels, drop_last=False)) == 3
 
 
@@ -64,7 +69,9 @@ def test_one_row_dataset_trains_with_drop_last_false(tiny_bert_dir, tmp_path):
         payload = WorkerPayload(
             model=model, losses={"train": loss}, args=args, sources=sources, label_kinds={"train": "none"}
         )
-        return build_loop(payload, LocalRuntime(tmp_path / f"run-{drop_last}", device="cpu")).run()["log_history"]
+        return build_loop(payload, LocalRuntime(tmp_path / f"run-{drop_last}", device="cpu")).run()[
+            "log_history"
+        ]
 
     kept, dropped = run(False), run(True)
     assert [h["step"] for h in kept if "loss" in h] == [1, 2, 3, 4, 5, 6]  # 3 steps per epoch: 2 + 2 + 1 rows

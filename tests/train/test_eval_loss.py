@@ -29,7 +29,9 @@ ROWS, BATCH = 11, 4
 
 
 def _eval_data() -> datasets.Dataset:
-    return datasets.Dataset.from_dict({"anchor": make_sentences(ROWS, 7), "positive": make_sentences(ROWS, 8)})
+    return datasets.Dataset.from_dict(
+        {"anchor": make_sentences(ROWS, 7), "positive": make_sentences(ROWS, 8)}
+    )
 
 
 def _model(model_dir: str) -> SentenceTransformer:
@@ -41,7 +43,9 @@ def _model(model_dir: str) -> SentenceTransformer:
 
 def _scored() -> datasets.Dataset:
     scores = [((i * 7) % 11) / 10 for i in range(ROWS)]
-    return datasets.Dataset.from_dict({"s1": make_sentences(ROWS, 3), "s2": make_sentences(ROWS, 4), "score": scores})
+    return datasets.Dataset.from_dict(
+        {"s1": make_sentences(ROWS, 3), "s2": make_sentences(ROWS, 4), "score": scores}
+    )
 
 
 def _eval_losses_on_rank(rank: int, world_size: int, model_dir: str, pairs: dict, scored: dict) -> dict:
@@ -103,7 +107,9 @@ def test_eval_loss_two_ranks_equals_one_rank_equals_direct_and_sentence_transfor
 
     st_model = STModel(str(tiny_bert_dir), device="cpu")
     st_model.max_seq_length = 16
-    args = STArgs(output_dir=str(tmp_path / "st"), per_device_eval_batch_size=BATCH, report_to="none", use_cpu=True)
+    args = STArgs(
+        output_dir=str(tmp_path / "st"), per_device_eval_batch_size=BATCH, report_to="none", use_cpu=True
+    )
     st_trainer = STTrainer(model=st_model, args=args, eval_dataset=scored, loss=STCosine(st_model))
     assert st_trainer.evaluate()["eval_loss"] == pytest.approx(one["eval_sts_loss"], abs=1e-6)
 

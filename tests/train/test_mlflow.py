@@ -64,15 +64,23 @@ def test_training_run_writes_an_mlflow_run_read_back_by_mlflow(monkeypatch, tiny
     client = mlflow.MlflowClient(tracking_uri=store.as_uri())
     experiment = client.get_experiment_by_name("raystx-test")
     (run,) = client.search_runs([experiment.experiment_id])
-    assert (store / experiment.experiment_id / run.info.run_id / "meta.yaml").is_file()  # a real run directory
+    assert (
+        store / experiment.experiment_id / run.info.run_id / "meta.yaml"
+    ).is_file()  # a real run directory
     assert run.info.run_name == "mlflow-e2e" and run.info.status == "FINISHED"
     params = run.data.params
-    assert params["max_steps"] == "4" and params["learning_rate"] == "0.001" and params["report_to"] == '["mlflow"]'
+    assert (
+        params["max_steps"] == "4"
+        and params["learning_rate"] == "0.001"
+        and params["report_to"] == '["mlflow"]'
+    )
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")] == [
         (step, pytest.approx(value, rel=1e-12)) for step, value in sorted(losses.items())
     ]
     dev = client.get_metric_history(run.info.run_id, "eval_dev_spearman_cosine")
-    assert [(m.step, m.value) for m in dev] == [(s, pytest.approx(v, rel=1e-12)) for s, v in sorted(evals.items())]
+    assert [(m.step, m.value) for m in dev] == [
+        (s, pytest.approx(v, rel=1e-12)) for s, v in sorted(evals.items())
+    ]
     for path in store.rglob("*"):
         if path.is_file():
             assert FAKE_SECRET.encode() not in path.read_bytes(), path

@@ -4,10 +4,12 @@ process and 2 Ray workers), and raystx's own callback form keeps working next to
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import datasets
 import pytest
+import ray.cloudpickle
 import transformers
 from conftest import make_sentences
 
@@ -20,6 +22,8 @@ from raystx.train.callbacks import TrainerCallback as RaystxCallback
 from raystx.train.checkpoint import read_trainer_state
 from raystx.train.runtime import LocalRuntime
 from raystx.train.worker import WorkerPayload, build_loop
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
 
 # fake_score per evaluation call: improves twice, then stays flat (EarlyStopping with patience 2 stops on the 5th)
 SCORES = [0.1, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
@@ -103,7 +107,9 @@ def test_control_flags_stop_evaluate_and_save(tiny_bert_dir, tmp_path):
     evaluated = [h["step"] for h in result["log_history"] if "eval_fake_score" in h]
     assert evaluated == [3]  # eval_strategy is 'no': only the evaluation the callback asked for
     assert mine.logged == list(range(1, 8))  # raystx's callback form still runs
-    assert all(c is steer.seen_controls[0] for c in steer.seen_controls)  # one control object, as transformers
+    assert all(
+        c is steer.seen_controls[0] for c in steer.seen_controls
+    )  # one control object, as transformers
 
 
 def test_a_flag_set_between_due_steps_waits_for_the_next_one(tiny_bert_dir, tmp_path):
@@ -131,7 +137,9 @@ def _early_stopping_args(tmp_path: Path) -> dict:
 def test_early_stopping_callback_in_one_process(tiny_bert_dir, tmp_path):
     early = transformers.EarlyStoppingCallback(early_stopping_patience=2)
     runtime = LocalRuntime(tmp_path / "run", device="cpu")
-    payload = _payload(tiny_bert_dir, tmp_path, [early], ScriptedEvaluator(), **_early_stopping_args(tmp_path))
+    payload = _payload(
+        tiny_bert_dir, tmp_path, [early], ScriptedEvaluator(), **_early_stopping_args(tmp_path)
+    )
     result = build_loop(payload, runtime).run()
     # evaluations at steps 0 (eval_on_start), 2, 4, 6, 8 score 0.1, 0.5, 0.6, 0.6, 0.6: two without improvement
     assert result["global_step"] == 8 and early.early_stopping_patience_counter == 2
@@ -149,7 +157,10 @@ def test_early_stopping_callback_stops_a_two_worker_ray_run(ray_session, tiny_be
     data = datasets.Dataset.from_dict({"anchor": make_sentences(48, 1), "positive": make_sentences(48, 2)})
     out = tmp_path / "out"
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=4, learning_rate=1e-3, **_early_stopping_args(tmp_path)
+        output_dir=str(out),
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        **_early_stopping_args(tmp_path),
     )
     trainer = SentenceTransformerTrainer(
         model=model,

@@ -85,3 +85,49 @@ def test_default_loss_is_cosent_as_in_sentence_transformers(tiny_bert_dir, tmp_p
     assert type(st_trainer.loss).__name__ == type(trainer.loss).__name__ == "CoSENTLoss"
     assert isinstance(trainer.loss, CoSENTLoss) and trainer.loss.model is model
     assert trainer.loss.scale == st_trainer.loss.scale
+
+
+def test_search_without_evaluator_minimizes_the_eval_loss_of_the_eval_dataset(
+    tiny_bert_dir, tmp_path, monkeypatch
+):
+    """transformers' default objective without other metrics is ``eval_loss``; trials get the staged eval data."""
+    import raystx.ray_init
+    import raystx.tune.sweep
+    from raystx.tune import hpo
+
+    captured = {}
+
+    class Done(Exception):
+        pass
+
+    def fake_execute(**kwargs):
+        captured.update(kwargs)
+        raise Done
+
+    monkeypatch.setattr(raystx.ray_init, "ensure_ray", lambda: None)
+    monkeypatch.setattr(raystx.tune.sweep, "execute", fake_execute)
+    args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "out"), max_steps=1)
+    trainer = SentenceTransformerTrainer(
+        args=args,
+        model_init=lambda: SentenceTransformer(str(tiny_bert_dir)),
+        train_dataset=_data(),
+        eval_dataset=_data(),
+        loss=MultipleNegativesRankingLoss,
+    )
+    with pytest.raises(Done):
+        hpo.hyperparameter_search(
+            trainer, hp_space={"learning_rate": {"loguniform": [1e-5, 1e-3]}}, n_trials=1
+        )
+    objective = captured["objective"]
+    assert objective.metrics == ("eval_loss",) and objective.modes == ("min",)
+    trial_trainer = captured["factory"]({"learning_rate": 1e-4}, {"learning_rate": 1e-4})
+    assert trial_trainer.eval_dataset["anchor"] == _data()["anchor"]  # one dataset stays one: eval_loss
+
+    trainer.eval_dataset = {"a": _data(), "b": _data()}
+    with pytest.raises(ValueError, match="pass compute_objective"):
+        hpo.hyperparameter_search(
+            trainer, hp_space={"learning_rate": {"loguniform": [1e-5, 1e-3]}}, n_trials=1
+        )
+    trainer.eval_dataset = None
+    with pytest.raises(ValueError, match="needs an evaluator or an eval_dataset"):
+        hpo.hyperparameter_search(trainer, n_trials=1)
