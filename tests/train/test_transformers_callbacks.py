@@ -162,10 +162,15 @@ def test_early_stopping_callback_stops_a_two_worker_ray_run(ray_session, tiny_be
         learning_rate=1e-3,
         **_early_stopping_args(tmp_path),
     )
+    eval_pairs = datasets.Dataset.from_dict(
+        {"anchor": make_sentences(11, 7), "positive": make_sentences(11, 8)}
+    )
+    expected_eval_loss = _direct_eval_loss(model, eval_pairs, batch_size=4)
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
         train_dataset=data,
+        eval_dataset=eval_pairs,  # eval_loss on 2 workers, sharded by batches
         loss=MultipleNegativesRankingLoss(model),
         evaluator=ScriptedEvaluator(),
         callbacks=[transformers.EarlyStoppingCallback(early_stopping_patience=2)],
@@ -180,3 +185,22 @@ def test_early_stopping_callback_stops_a_two_worker_ray_run(ray_session, tiny_be
     assert final.is_dir() and read_trainer_state(str(final)).global_step == 8
     assert not (out / "checkpoint-10").exists()
     assert output.global_step in (4, 6, 8)  # the best checkpoint (the first 0.6, or a tie) is loaded
+    start = next(h for h in history if h["step"] == 0)
+    assert start["eval_loss"] == pytest.approx(expected_eval_loss, abs=1e-6)  # 2 workers == one process
+    assert all("eval_loss" in h for h in history if "eval_fake_score" in h)
+
+
+def _direct_eval_loss(model, data: datasets.Dataset, batch_size: int) -> float:
+    """eval_loss by definition in one process: batches in order, row-weighted mean of the batch losses."""
+    import torch
+
+    loss = MultipleNegativesRankingLoss(model)
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            rows = data[start : start + batch_size]
+            features = [model.tokenize(rows["anchor"]), model.tokenize(rows["positive"])]
+            total += float(loss(features, None)) * len(rows["anchor"])
+    model.train()
+    return total / len(data)
