@@ -50,7 +50,9 @@ class SentenceTransformerTrainer:
             ``(model, trial) -> loss``, called with the trial in ``hyperparameter_search``). Default:
             ``CoSENTLoss``, as in sentence-transformers.
         evaluator: a ``SentenceEvaluator`` run by rank 0 at ``eval_strategy`` steps.
-        callbacks: objects with ``on_*`` hooks (see ``raystx.train.callbacks``).
+        callbacks: objects with ``on_*`` hooks: raystx's form or ``transformers.TrainerCallback`` subclasses
+            (``EarlyStoppingCallback`` included) whose ``TrainerControl`` the loop honours (see
+            ``raystx.train.callbacks`` and ``raystx.train.control``).
         scaling_config: ``ray.train.ScalingConfig`` (default 1 CPU worker).
         run_config: ``ray.train.RunConfig`` (default: storage under ``output_dir``'s parent, name = its basename).
         select_columns: columns to keep, in order (per dataset name when a dict); others are an error otherwise.

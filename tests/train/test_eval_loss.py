@@ -172,9 +172,26 @@ def test_training_logs_eval_loss_on_start_and_at_eval_steps(tiny_bert_dir, tmp_p
         label_kinds={"train": "none"},
         eval_datasets=evals,
         eval_label_kinds={"eval": "none"},
+        best_metric_key="eval_loss",  # metric_for_best_model="eval_loss": a loss, so lower is better
+        greater_is_better=False,
     )
-    result = build_loop(payload, LocalRuntime(tmp_path / "run", device="cpu")).run()
+    loop = build_loop(payload, LocalRuntime(tmp_path / "run", device="cpu"))
+    result = loop.run()
     by_step = {h["step"]: h["eval_loss"] for h in result["log_history"] if "eval_loss" in h}
     assert sorted(by_step) == [0, 2, 4]
     assert by_step[0] == pytest.approx(expected_start, abs=1e-6)
     assert by_step[4] != pytest.approx(by_step[0], abs=1e-4)  # it tracks the trained weights
+    assert loop.state.best_metric == min(by_step.values())
+
+
+def test_eval_loss_as_metric_for_best_model_is_minimized(tiny_bert_dir, tmp_path):
+    from raystx.evaluation import EmbeddingSimilarityEvaluator
+    from raystx.train.trainer import SentenceTransformerTrainer
+
+    evaluator = EmbeddingSimilarityEvaluator(["a"], ["b"], [0.5], name="dev")  # greater_is_better=True itself
+    for given in ("eval_loss", "loss"):
+        args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path), metric_for_best_model=given)
+        trainer = SentenceTransformerTrainer(
+            model=_model(str(tiny_bert_dir)), args=args, eval_dataset=_eval_data(), evaluator=evaluator
+        )
+        assert trainer._best_metric() == ("eval_loss", "min")
