@@ -159,6 +159,7 @@ def test_early_stopping_callback_stops_a_two_worker_ray_run(ray_session, tiny_be
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out),
         per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
         learning_rate=1e-3,
         **_early_stopping_args(tmp_path),
     )
