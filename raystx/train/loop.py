@@ -255,9 +255,13 @@ class TrainLoop:
             metrics.update(self._throughput(started))
         if events.evaluate:
             metrics.update(self.evaluate())
-            if not stop and share_control(self.control, self.rt.rank, self.rt.device).should_training_stop:
-                stop = True  # e.g. EarlyStoppingCallback in on_evaluate: stop at this step, with a checkpoint
+            control = share_control(self.control, self.rt.rank, self.rt.device)  # what on_evaluate decided
+            if control.should_training_stop and not stop:  # e.g. EarlyStoppingCallback: stop here, saved
+                stop = True
                 events = replace(events, save=not state.consecutive_bad)
+            if control.should_save:
+                control.should_save = False
+                events = replace(events, save=events.save or not state.consecutive_bad)
         if self.rt.rank == 0:
             self._record(metrics)
         checkpoint_dir = self.save(metrics) if events.save else None

@@ -205,3 +205,26 @@ def _direct_eval_loss(model, data: datasets.Dataset, batch_size: int) -> float:
             total += float(loss(features, None)) * len(rows["anchor"])
     model.train()
     return total / len(data)
+
+
+class SaveOnEvaluate(transformers.TrainerCallback):
+    """Asks for a save from ``on_evaluate`` at the 2nd evaluation (as a 'save the best' callback would)."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if state.global_step == 4:
+            control.should_save = True
+
+
+def test_a_save_asked_in_on_evaluate_happens_at_that_step(tiny_bert_dir, tmp_path):
+    runtime = LocalRuntime(tmp_path / "run", device="cpu")
+    payload = _payload(
+        tiny_bert_dir,
+        tmp_path,
+        [SaveOnEvaluate()],
+        ScriptedEvaluator(),
+        max_steps=6,
+        eval_strategy="steps",
+        eval_steps=2,
+    )
+    assert build_loop(payload, runtime).run()["global_step"] == 6
+    assert [p.name for p in runtime.checkpoints] == ["checkpoint-4", "checkpoint-6"]
