@@ -12,13 +12,32 @@ holds the same number of rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+_local_only_depth = 0
+
 
 def is_distributed() -> bool:
+    if _local_only_depth:
+        return False
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@contextmanager
+def local_only() -> Iterator[None]:
+    """Inside the block every function here acts as in one process (no gather, world size 1): a rank computes a
+    loss on its own rows only, as the sharded evaluation loss does (ranks may run different numbers of batches)."""
+    global _local_only_depth
+    _local_only_depth += 1
+    try:
+        yield
+    finally:
+        _local_only_depth -= 1
 
 
 def get_rank() -> int:

@@ -15,7 +15,9 @@ Semantics follow sentence-transformers: ``round_robin`` cycles through the datas
 the smallest runs out; ``proportional`` uses every full batch of every dataset once, in a seeded random order
 (so datasets are drawn in proportion to their size). Explicit ``weights`` draw datasets in proportion to the
 weights; the epoch ends when the first dataset would run out. A last partial global batch of each dataset is
-dropped (``drop_last``), which is what keeps every rank on the same number of steps.
+dropped (``drop_last=True``, raystx's default); with ``drop_last=False`` it is trained too: on several ranks it
+is padded by repeating its own first rows to a multiple of the world size (as ``DistributedSampler`` pads), so
+every rank still takes the same number of rows in every step.
 """
 
 from __future__ import annotations
@@ -54,9 +56,12 @@ def remaining_order(order: np.ndarray, consumed: Consumed | None) -> np.ndarray:
     return order[~used[order]]
 
 
-def batches_per_dataset(sizes: Mapping[str, int], global_batch_size: int) -> dict[str, int]:
-    """Number of full global batches each dataset yields in one epoch."""
-    return {name: int(n) // int(global_batch_size) for name, n in sizes.items()}
+def batches_per_dataset(
+    sizes: Mapping[str, int], global_batch_size: int, drop_last: bool = True
+) -> dict[str, int]:
+    """Number of global batches each dataset yields in one epoch (full ones only with ``drop_last``)."""
+    g = int(global_batch_size)
+    return {name: (int(n) // g if drop_last else -(-int(n) // g)) for name, n in sizes.items()}
 
 
 def build_schedule(
@@ -121,8 +126,10 @@ def compose_batches(
     batch_sampler: str = "batch_sampler",
     texts: Sequence[tuple] | None = None,
     labels: Sequence | None = None,
+    drop_last: bool = True,
 ) -> list[np.ndarray]:
-    """Split a row order into global batches (each ``global_batch_size`` rows; a last partial batch is dropped).
+    """Split a row order into global batches of ``global_batch_size`` rows; a last partial batch is dropped unless
+    ``drop_last=False`` (then the rows left over form it, as sentence-transformers' samplers do).
 
     ``batch_sampler``:
       * ``batch_sampler`` — consecutive chunks of ``order``.
@@ -134,13 +141,14 @@ def compose_batches(
     """
     g = int(global_batch_size)
     if batch_sampler == "batch_sampler":
-        return [order[i * g : (i + 1) * g] for i in range(len(order) // g)]
+        count = len(order) // g if drop_last else -(-len(order) // g)
+        return [order[i * g : (i + 1) * g] for i in range(count)]
     if batch_sampler in ("no_duplicates", "no_duplicates_hashed"):  # hashed: ST's faster check, same batches
         if texts is None:
             raise ValueError("no_duplicates needs the texts of the dataset's rows")
         batches: list[np.ndarray] = []
         remaining = list(order.tolist())
-        while len(remaining) >= g:
+        while remaining and (len(remaining) >= g or not drop_last):
             batch: list[int] = []
             seen: set = set()
             deferred: list[int] = []
@@ -154,7 +162,7 @@ def compose_batches(
                 if len(batch) == g:
                     deferred.extend(remaining[pos + 1 :])
                     break
-            if len(batch) < g:
+            if len(batch) < g and drop_last:
                 break  # the rest cannot form a duplicate-free batch
             batches.append(np.asarray(batch, dtype=np.int64))
             remaining = deferred
@@ -172,7 +180,11 @@ def compose_batches(
         position = {row: i for i, row in enumerate(order.tolist())}
         pairs.sort(key=lambda p: position[p[0]])
         flat = np.asarray([r for p in pairs for r in p], dtype=np.int64)
-        return [flat[i * g : (i + 1) * g] for i in range(len(flat) // g)]
+        out = [flat[i * g : (i + 1) * g] for i in range(len(flat) // g)]
+        rest = flat[len(out) * g :]
+        if not drop_last and len(rest) >= 4:  # as sentence-transformers: >= 2 labels with >= 2 rows each
+            out.append(rest)
+        return out
     raise ValueError(f"Unknown batch_sampler {batch_sampler!r}")
 
 
@@ -220,6 +232,7 @@ class EpochPlan:
         columns=None,
         consumed: Mapping[str, Consumed] | None = None,
         round_robin_start: int = 0,
+        drop_last: bool = True,
     ) -> None:
         self.per_device_batch_size = int(per_device_batch_size)
         self.world_size = int(world_size)
@@ -254,7 +267,9 @@ class EpochPlan:
             texts = labels = None
             if batch_sampler != "batch_sampler":
                 texts, labels = columns(name)
-            self._batches[name] = compose_batches(rest, self.global_batch_size, batch_sampler, texts, labels)
+            self._batches[name] = compose_batches(
+                rest, self.global_batch_size, batch_sampler, texts, labels, drop_last
+            )
         counts = {n: len(b) for n, b in self._batches.items()}
         self.schedule = schedule_from_counts(counts, seed, epoch, sampler, weights, self.round_robin_start)
         seen: dict[str, int] = {}
@@ -267,9 +282,15 @@ class EpochPlan:
         return len(self.schedule)
 
     def rows(self, step: int, rank: int) -> tuple[str, np.ndarray]:
-        """(dataset name, row indices) that ``rank`` trains on at ``step`` of this epoch."""
+        """(dataset name, row indices) that ``rank`` trains on at ``step`` of this epoch.
+
+        A partial global batch (``drop_last=False``) is split evenly: ``ceil(rows / world_size)`` rows per rank,
+        the batch padded by repeating its own first rows."""
         name, batch = self.global_rows(step)
         b = self.per_device_batch_size
+        if len(batch) < self.global_batch_size:
+            b = -(-len(batch) // self.world_size)
+            batch = np.resize(batch, b * self.world_size)
         return name, batch[rank * b : (rank + 1) * b]
 
     def global_rows(self, step: int) -> tuple[str, np.ndarray]:
@@ -293,7 +314,10 @@ class EpochPlan:
         step = min(max(int(step), 0), len(self))
         draws = self.draws_before(step)
         if self._prefix:
-            return {n: int(self.consumed.get(n, 0)) + draws[n] * self.global_batch_size for n in self.sizes}
+            return {
+                n: int(self.consumed.get(n, 0)) + sum(len(b) for b in self._batches[n][: draws[n]])
+                for n in self.sizes
+            }
         out: dict[str, Consumed] = {}
         for name in self.sizes:
             before = self.consumed.get(name)

@@ -349,8 +349,8 @@ def _source_problems(
     elif drop_last and source.num_rows < global_batch_size:
         problems.append(
             f"it has {source.num_rows} rows, fewer than one global batch of {global_batch_size} (per-device batch "
-            "size x number of workers); with drop_last=True it would give no training step: lower the batch "
-            "size, add rows, or set drop_last=False"
+            "size x number of workers); with dataloader_drop_last=True it would give no training step: lower the "
+            "batch size, add rows, or set dataloader_drop_last=False (the partial batch is then trained)"
         )
     rows: dict[str, list] = {}
     indices: list[int] = []

@@ -102,6 +102,7 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
     router_mapping: dict[str, str] | dict[str, dict[str, str]] | None = None
     eval_strategy: IntervalStrategy | str = IntervalStrategy.NO
     eval_steps: float | None = None
+    eval_on_start: bool = False
     save_strategy: IntervalStrategy | str = IntervalStrategy.STEPS
     save_steps: float = 500
     save_total_limit: int | None = None

@@ -8,6 +8,6 @@ neither of them imports the other's user.
 from __future__ import annotations
 
 from raystx.train.integrations import integration_callbacks
-from raystx.train.trainer_callback import CallbackHandler, TrainerCallback, TrainerState
+from raystx.train.trainer_callback import CallbackHandler, TrainerCallback, TrainerControl, TrainerState
 
-__all__ = ["CallbackHandler", "TrainerCallback", "TrainerState", "integration_callbacks"]
+__all__ = ["CallbackHandler", "TrainerCallback", "TrainerControl", "TrainerState", "integration_callbacks"]

@@ -114,6 +114,7 @@ class DataCursor:
             columns=self._dataset if callable(args.batch_sampler) else self._columns,
             consumed=consumed,
             round_robin_start=round_robin_start,
+            drop_last=args.dataloader_drop_last,
         )
 
     def _dataset(self, name: str) -> tuple[Any, list[str]]:

@@ -77,7 +77,6 @@ EXTRA_FIELDS: dict[str, ExtraField] = {
     "log_level_replica": _ray("warning", RANK_ZERO),
     "debug": _ray("", "transformers' TPU/underflow debugging is not available on Ray Train"),
     # meaningful, not read by the training loop yet
-    "eval_on_start": _unwired(False),
     "eval_delay": _unwired(0),
     "eval_accumulation_steps": _unwired(None),
     "include_num_input_tokens_seen": _unwired("no"),

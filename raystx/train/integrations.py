@@ -1,4 +1,4 @@
-"""Experiment tracking for ``report_to``: TensorBoard, Weights & Biases and CodeCarbon callbacks.
+"""Experiment tracking for ``report_to``: TensorBoard, Weights & Biases, MLflow and CodeCarbon callbacks.
 
 ``INTEGRATIONS`` maps each ``report_to`` name to a factory ``args -> TrainerCallback``;
 ``integration_callbacks(args)`` builds them inside the rank-0 worker, whose loop calls
@@ -6,7 +6,8 @@
 checks on the driver (unknown names, missing packages) so that a bad ``report_to`` fails before any worker.
 
 Metric names follow transformers' integrations: ``loss`` is logged as ``train/loss``, ``eval_x`` as
-``eval/x``; the x axis is ``state.global_step``.
+``eval/x`` (TensorBoard, W&B; MLflow keeps the logged names, as transformers' ``MLflowCallback`` does); the x axis
+is ``state.global_step``.
 
 Secrets never reach a tracker: ``public_config(args)`` drops fields whose names look secret and masks the
 value of every environment variable whose name contains TOKEN, KEY, SECRET or PASSWORD (``raystx.secrets``).
@@ -218,6 +219,83 @@ class WandbCallback(_TrackerCallback):
         self._owns_run = False
 
 
+# ------------------------------------------------------------------------------------------------ MLflow
+MLFLOW_PARAM_MAX_CHARS = 500  # MLflow's smallest param value limit across its stores
+
+
+def mlflow_metrics(logs: Mapping[str, Any]) -> dict[str, float]:
+    """Numeric log entries under transformers' ``MLflowCallback`` names (the keys as logged: ``loss``,
+    ``eval_loss``, ``eval_{name}_{metric}``, ``learning_rate``); ``step``/``done`` and non-numbers dropped."""
+    return {
+        key: float(value)
+        for key, value in logs.items()
+        if key not in _SKIP_LOG_KEYS and not isinstance(value, bool) and isinstance(value, (int, float))
+    }
+
+
+class MLflowCallback(_TrackerCallback):
+    """Logs to MLflow like transformers' ``MLflowCallback``: one run per training (``run_name``), the non-secret
+    training arguments as params, every logged value as a metric at ``state.global_step``.
+
+    Where it goes is MLflow's own configuration, read in the rank-0 worker: ``MLFLOW_TRACKING_URI`` (e.g.
+    ``file:///path/mlruns`` or ``sqlite:///mlflow.db``; on a Ray cluster set it in the job's ``runtime_env``),
+    ``MLFLOW_EXPERIMENT_NAME``. An already active MLflow run (started by the user in the same process) is reused
+    and not ended at the end.
+    """
+
+    def __init__(self, args: SentenceTransformerTrainingArguments) -> None:
+        require_package("mlflow", "mlflow")
+        self._owns_run = False
+
+    @property
+    def run(self) -> Any:
+        """The active ``mlflow`` run (None before training begins and after it ends)."""
+        return self.handle
+
+    def _start(self, args: SentenceTransformerTrainingArguments) -> Any:
+        import mlflow
+
+        active = mlflow.active_run()
+        if active is None:
+            experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME")
+            if experiment:
+                mlflow.set_experiment(experiment)
+            active = mlflow.start_run(run_name=args.run_name)
+            self._owns_run = True
+        params = {}
+        for key, value in public_config(args).items():
+            text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+            params[key] = text[:MLFLOW_PARAM_MAX_CHARS]
+        items = sorted(params.items())
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per call
+            mlflow.log_params(dict(items[start : start + 100]))
+        return active
+
+    def _write(self, values: dict[str, float], step: int) -> None:
+        import mlflow
+
+        if values:
+            mlflow.log_metrics(values, step=step)
+
+    def on_log(
+        self,
+        args: SentenceTransformerTrainingArguments,
+        state: TrainerState,
+        logs: dict[str, Any],
+        **kwargs: Any,
+    ) -> None:
+        self._ensure(args)
+        self._write(mlflow_metrics(logs), int(state.global_step))
+
+    def on_train_end(self, args: SentenceTransformerTrainingArguments, state: TrainerState, **kwargs: Any):
+        import mlflow
+
+        if self.handle is not None and self._owns_run:
+            mlflow.end_run()
+        self.handle = None
+        self._owns_run = False
+
+
 # ------------------------------------------------------------------------------------------------ CodeCarbon
 class CodeCarbonCallback(TrainerCallback):
     """Measures the energy and CO2 of training with ``codecarbon.EmissionsTracker`` (output in ``output_dir``)."""
@@ -245,6 +323,7 @@ INTEGRATIONS: dict[str, Callable[[SentenceTransformerTrainingArguments], Trainer
     "tensorboard": TensorBoardCallback,
     "wandb": WandbCallback,
     "codecarbon": CodeCarbonCallback,
+    "mlflow": MLflowCallback,
 }
 
 

@@ -3,18 +3,20 @@
 ``TrainLoop.run()`` reads like a plain training loop: get this rank's batch from the ``DataCursor``, forward and
 backward through the dataset's loss (which gathers in-batch candidates across ranks), sync gradients through the
 ``ParameterStrategy``, step the optimizer, then log, evaluate and save when ``due_events`` says so. Every rank
-makes the same collective calls in the same order: the gradient sync, the all-reduce of logged values and
-``runtime.report`` (Ray's barrier, which also persists checkpoints).
+makes the same collective calls in the same order: the gradient sync, the all-reduce of logged values, the
+sharded ``eval_dataset`` loss, the sharing of rank 0's callback ``TrainerControl`` at steps where something is
+due (``raystx.train.control``) and ``runtime.report`` (Ray's barrier, which also persists checkpoints).
 
 The loop is assembled (model on device, optimizer, schedule, restored checkpoint) by ``raystx.train.worker``.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,11 @@ from torch import nn
 
 from raystx.train.args import IntervalStrategy, SentenceTransformerTrainingArguments
 from raystx.train.cadence import StepEvents, due_events
-from raystx.train.callbacks import CallbackHandler, TrainerState
+from raystx.train.callbacks import CallbackHandler, TrainerControl, TrainerState
 from raystx.train.checkpoint import write_checkpoint
+from raystx.train.control import share_control
 from raystx.train.cursor import Batch, DataCursor
+from raystx.train.eval_loss import EvalLoss
 from raystx.train.runtime import Runtime
 from raystx.train.state import DATA_POSITION_FILE, CheckpointState
 from raystx.train.strategy import ParameterStrategy
@@ -87,6 +91,7 @@ class LoopParts:
     collate: Any
     callbacks: CallbackHandler
     evaluator: Any = None
+    eval_loss: EvalLoss | None = None
     best_metric_key: str | None = None
     greater_is_better: bool = True
     step_log_level: int = logging.INFO
@@ -107,22 +112,35 @@ class TrainLoop:
         )
         self._last_report = float("-inf")
         self._saved_for_preemption = False
+        self.control = TrainerControl()
+        self.has_eval = parts.evaluator is not None or parts.eval_loss is not None
+        # what callbacks see as ``args``: transformers resolves greater_is_better from the best metric (as we do)
+        self.callback_args = copy.copy(self.args)
+        if self.callback_args.greater_is_better is None and parts.best_metric_key:
+            self.callback_args.greater_is_better = parts.greater_is_better
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
-        """Train to ``max_steps``; returns ``{"global_step", "log_history"}``."""
+        """Train to ``max_steps`` (or until a callback stops training); returns ``{"global_step", "log_history"}``."""
         args, state, cursor = self.args, self.state, self.cursor
         self._set_train_mode()
         self._callback("on_train_begin")
+        stopped = False
+        if args.eval_on_start and self.has_eval and state.global_step == 0:
+            stopped = self.evaluate_on_start()
         means, micro, any_bad = RunningMeans(), 0, False
         started = time.perf_counter()
-        while state.global_step < state.max_steps:
+        while state.global_step < state.max_steps and not stopped:
             if cursor.at_epoch_end():  # resumed at an epoch's end (or with a shorter epoch)
                 cursor.next_epoch()
                 continue
+            if cursor.step_in_epoch == 0:
+                self._callback("on_epoch_begin")
             batches = cursor.batches(self.parts.collate, depth=args.dataloader_prefetch_batches)
             try:
                 for step, batch in batches:
+                    if micro % args.gradient_accumulation_steps == 0:
+                        self._callback("on_step_begin")
                     result = self.forward_backward(batch)
                     means.add(result)
                     any_bad = any_bad or not result.finite
@@ -134,11 +152,13 @@ class TrainLoop:
                     any_bad = False
                     state.global_step += 1
                     if epoch_end:
+                        self._callback("on_epoch_end")
                         cursor.next_epoch()
                     done = state.global_step >= state.max_steps
-                    if self.after_step(means, epoch_end, done, started):
+                    logged, stopped = self.after_step(means, epoch_end, done, started)
+                    if logged:
                         means = RunningMeans()
-                    if done:
+                    if done or stopped:
                         break
             finally:
                 batches.close()
@@ -205,21 +225,28 @@ class TrainLoop:
             )
 
     # ------------------------------------------------------------------ log / evaluate / save
-    def after_step(self, means: RunningMeans, epoch_end: bool, done: bool, started: float) -> bool:
-        """Log, evaluate and save as due; returns whether this was a logging step (the means restart)."""
+    def after_step(
+        self, means: RunningMeans, epoch_end: bool, done: bool, started: float
+    ) -> tuple[bool, bool]:
+        """Log, evaluate and save as due (and as rank 0's callbacks ask, see ``raystx.train.control``); returns
+        (whether this was a logging step, so the means restart; whether a callback stopped training)."""
         state = self.state
+        self._callback("on_step_end")
         events = due_events(
             self.args,
             state.global_step,
             state.max_steps,
             epoch_end,
             done,
-            self.parts.evaluator is not None,
+            self.has_eval,
             state.consecutive_bad,
         )
         events = self._with_preemption_save(events)
+        stop = False
+        if events.any:  # a step where every rank acts anyway: rank 0's control decisions join in
+            events, stop = self._apply_control(events)
         if not events.any:
-            return False
+            return False, False
         metrics: dict[str, Any] = {"step": state.global_step, "epoch": round(self.cursor.epoch_progress(), 4)}
         report_due = False
         if events.log and means.steps:
@@ -228,9 +255,17 @@ class TrainLoop:
             metrics.update(self._throughput(started))
         if events.evaluate:
             metrics.update(self.evaluate())
+            control = share_control(self.control, self.rt.rank, self.rt.device)  # what on_evaluate decided
+            if control.should_training_stop and not stop:  # e.g. EarlyStoppingCallback: stop here, saved
+                stop = True
+                events = replace(events, save=not state.consecutive_bad)
+            if control.should_save:
+                control.should_save = False
+                events = replace(events, save=events.save or not state.consecutive_bad)
         if self.rt.rank == 0:
             self._record(metrics)
         checkpoint_dir = self.save(metrics) if events.save else None
+        done = done or stop
         metrics["done"] = bool(done)
         # Logs reach the driver through the progress channel; a metrics-only Ray report goes at most once per
         # controller poll interval (it would block the step otherwise). Eval, checkpoint and final reports always go.
@@ -238,7 +273,32 @@ class TrainLoop:
             name = f"checkpoint-{state.global_step}" if checkpoint_dir else None
             self.rt.report(metrics, checkpoint_dir, name)
             self._last_report = time.monotonic()
-        return events.log
+        return events.log, stop
+
+    def _apply_control(self, events: StepEvents) -> tuple[StepEvents, bool]:
+        """Share rank 0's control, add the events it asks for (then clear them); whether to stop after this step.
+        A stop saves a final checkpoint (never during a non-finite streak)."""
+        control = share_control(self.control, self.rt.rank, self.rt.device)
+        stop = control.should_training_stop
+        no_streak = not self.state.consecutive_bad
+        events = StepEvents(
+            log=events.log or control.should_log or stop,
+            evaluate=events.evaluate or (control.should_evaluate and self.has_eval),
+            save=events.save or ((control.should_save or stop) and no_streak),
+        )
+        control._new_step()
+        return events, stop
+
+    def evaluate_on_start(self) -> bool:
+        """``eval_on_start``: evaluate before the first step (logged at step 0); whether a callback then stopped."""
+        metrics: dict[str, Any] = {"step": 0, "epoch": 0.0}
+        metrics.update(self.evaluate())
+        if self.rt.rank == 0:
+            self._record(metrics)
+        stop = share_control(self.control, self.rt.rank, self.rt.device).should_training_stop
+        self.rt.report(metrics, None, None)
+        self._last_report = time.monotonic()
+        return stop
 
     def _with_preemption_save(self, events: StepEvents) -> StepEvents:
         """Also save when the cluster announced a preemption (checked every ``preemption_check_steps``)."""
@@ -285,19 +345,25 @@ class TrainLoop:
         logger.log(self.parts.step_log_level, "step %d/%d %s", step, total, shown)
 
     def evaluate(self) -> dict[str, float]:
-        """Run the evaluator (rank 0) and track the best metric; ``eval_``-prefixed metrics."""
+        """The ``eval_dataset`` losses (every rank takes part), then the evaluator on rank 0; ``eval_``-prefixed
+        metrics. As in transformers, ``on_evaluate`` sees the best metric so far, then the best is updated."""
+        parts = self.parts
+        metrics: dict[str, float] = {}
+        if parts.eval_loss is not None:
+            metrics.update(parts.eval_loss(parts.model, parts.losses, self.rt.device, self.autocast_dtype))
         if self.rt.rank != 0:
-            return {}
-        model = self.parts.model
-        was_training = model.training
-        model.eval()
-        try:
-            results = self.parts.evaluator(model)
-        finally:
-            model.train(was_training)
-        metrics = {f"eval_{k}": float(v) for k, v in results.items()}
-        self._track_best(metrics)
+            return metrics
+        if parts.evaluator is not None:
+            model = parts.model
+            was_training = model.training
+            model.eval()
+            try:
+                results = parts.evaluator(model)
+            finally:
+                model.train(was_training)
+            metrics.update({f"eval_{k}": float(v) for k, v in results.items()})
         self._callback("on_evaluate", metrics)
+        self._track_best(metrics)
         return metrics
 
     def _track_best(self, metrics: dict[str, float]) -> None:
@@ -343,20 +409,39 @@ class TrainLoop:
 
     # ------------------------------------------------------------------ helpers
     def trainer_state(self) -> TrainerState:
-        """The snapshot callbacks receive."""
+        """The snapshot callbacks receive (transformers' ``TrainerState`` fields)."""
+        args = self.args
         return TrainerState(
             global_step=self.state.global_step,
             max_steps=self.state.max_steps,
             epoch=self.cursor.epoch_progress(),
-            num_train_epochs=self.args.num_train_epochs,
+            num_train_epochs=args.num_train_epochs,
             world_size=self.rt.world_size,
             is_world_process_zero=self.rt.rank == 0,
+            is_local_process_zero=self.rt.local_rank == 0,
             log_history=list(self.state.log_history),
             best_metric=self.state.best_metric,
+            logging_steps=args.logging_steps,
+            eval_steps=args.eval_steps,
+            save_steps=args.save_steps,
+            train_batch_size=args.per_device_train_batch_size,
         )
 
     def _callback(self, hook: str, *extra: Any) -> None:
-        self.parts.callbacks.call(hook, self.args, self.trainer_state(), *extra, model=self.parts.model)
+        """Run ``hook`` on rank 0's callbacks (raystx's or transformers' form) with this rank's control."""
+        handler, parts = self.parts.callbacks, self.parts
+        if not handler.has(hook):
+            return
+        self.control = handler.call(
+            hook,
+            self.callback_args,
+            self.trainer_state(),
+            self.control,
+            *extra,
+            model=parts.model,
+            optimizer=parts.optimizer,
+            lr_scheduler=parts.scheduler,
+        )
 
     def _set_train_mode(self) -> None:
         self.parts.model.train()

@@ -37,7 +37,7 @@ def check_config(config: ExperimentConfig) -> dict[str, Any]:
         sources,
         losses,
         global_batch_size=args.per_device_train_batch_size * config.scaling.num_workers,
-        drop_last=True,  # as the trainer: every step takes a full global batch
+        drop_last=args.dataloader_drop_last,  # as the trainer
     )
     if config.evaluator is not None:
         build_evaluator(config.evaluator)

@@ -25,6 +25,7 @@ from raystx.losses.base import RaystxLoss
 from raystx.ray_init import ensure_ray
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.driver import BestCheckpoint, TrainOutput, collect, launch, ray_train_logging
+from raystx.train.trial_call import build_loss, call_model_init
 from raystx.train.worker import WorkerPayload
 
 logger = logging.getLogger("raystx.train")
@@ -43,11 +44,16 @@ class SentenceTransformerTrainer:
         args: ``SentenceTransformerTrainingArguments``.
         train_dataset: a ``datasets.Dataset``/``DatasetDict``/``IterableDataset``, a ``ray.data.Dataset``, a file
             path/glob, or a dict of any of these keyed by dataset name.
-        eval_dataset: same forms; accepted for script compatibility but not evaluated yet (no ``eval_loss``):
-            a warning says so. Pass an ``evaluator`` for metrics during training.
-        loss: a loss, a dict of losses keyed by dataset name, or a callable ``model -> loss``.
+        eval_dataset: same forms; evaluated at ``eval_strategy`` steps by all workers together with the loss of
+            the training dataset of the same name (or the single loss): ``eval_loss``, or ``eval_{name}_loss``
+            per dataset of a dict (``raystx.train.eval_loss``).
+        loss: a loss, a dict of losses keyed by dataset name, or a callable ``model -> loss`` (or
+            ``(model, trial) -> loss``, called with the trial in ``hyperparameter_search``). Default:
+            ``CoSENTLoss``, as in sentence-transformers.
         evaluator: a ``SentenceEvaluator`` run by rank 0 at ``eval_strategy`` steps.
-        callbacks: objects with ``on_*`` hooks (see ``raystx.train.callbacks``).
+        callbacks: objects with ``on_*`` hooks: raystx's form or ``transformers.TrainerCallback`` subclasses
+            (``EarlyStoppingCallback`` included) whose ``TrainerControl`` the loop honours (see
+            ``raystx.train.callbacks`` and ``raystx.train.control``).
         scaling_config: ``ray.train.ScalingConfig`` (default 1 CPU worker).
         run_config: ``ray.train.RunConfig`` (default: storage under ``output_dir``'s parent, name = its basename).
         select_columns: columns to keep, in order (per dataset name when a dict); others are an error otherwise.
@@ -64,30 +70,28 @@ class SentenceTransformerTrainer:
         callbacks: list[Any] | None = None,
         scaling_config: Any = None,
         run_config: Any = None,
-        model_init: Callable[[], nn.Module] | None = None,
+        model_init: Callable[..., nn.Module] | None = None,
         select_columns: list[str] | dict[str, list[str]] | None = None,
     ) -> None:
         if model is None and model_init is None:
             raise ValueError("SentenceTransformerTrainer needs a model (or model_init)")
         self.model_init = model_init
-        self.model = model if model is not None else model_init()
+        # transformers calls model_init(trial) with trial=None outside a search; hyperparameter_search sets the trial
+        self.trial: Any = None
+        self.model = model if model is not None else call_model_init(model_init, None)
         self.args = args or SentenceTransformerTrainingArguments()
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
-        if eval_dataset is not None:
-            logger.warning(
-                "eval_dataset is not evaluated by raystx yet (no eval_loss is computed); pass an evaluator "
-                "(e.g. EmbeddingSimilarityEvaluator or InformationRetrievalEvaluator) for metrics during training"
-            )
         self.evaluator = evaluator
         self.callbacks = list(callbacks or [])
         self.scaling_config = scaling_config
         self.run_config = run_config
         self.select_columns = select_columns
-        if loss is None:
-            from raystx.losses import CoSENTLoss, MultipleNegativesRankingLoss  # noqa: F401 - imported for default
+        if loss is None:  # sentence-transformers' default loss
+            from raystx.losses import CoSENTLoss
 
-            loss = MultipleNegativesRankingLoss(self.model)
+            loss = CoSENTLoss(self.model)
+            logger.info("No `loss` passed, using `CoSENTLoss` as a default option.")
         self.loss = loss
         self.state: TrainOutput | None = None
         self.timings: dict[str, float] = {}
@@ -102,9 +106,12 @@ class SentenceTransformerTrainer:
                     "Losses and datasets do not pair up: " + "; ".join(problems) + ". Give one loss per "
                     "dataset name, or a single loss for all."
                 )
-            built = {n: (loss[n](self.model) if _is_loss_factory(loss[n]) else loss[n]) for n in names}
+            built = {
+                n: (build_loss(loss[n], self.model, self.trial) if _is_loss_factory(loss[n]) else loss[n])
+                for n in names
+            }
         else:
-            single = loss(self.model) if _is_loss_factory(loss) else loss
+            single = build_loss(loss, self.model, self.trial) if _is_loss_factory(loss) else loss
             built = dict.fromkeys(names, single)
         for name, value in built.items():
             if not isinstance(value, nn.Module):
@@ -164,8 +171,8 @@ class SentenceTransformerTrainer:
         if not metric.startswith("eval_"):
             metric = "eval_" + metric
         greater = args.greater_is_better
-        if greater is None:
-            greater = bool(getattr(self.evaluator, "greater_is_better", not metric.endswith("loss")))
+        if greater is None:  # a loss is minimized (transformers' rule), an evaluator metric goes its own way
+            greater = not metric.endswith("loss") and bool(getattr(self.evaluator, "greater_is_better", True))
         return metric, "max" if greater else "min"
 
     def _check_output_dir(self, run_dir: str) -> None:
@@ -191,9 +198,9 @@ class SentenceTransformerTrainer:
     # ------------------------------------------------------------------ validate / train
     def _prepare(self, staging: str | Path) -> tuple[dict[str, Any], dict[str, nn.Module]]:
         """Read/stage the datasets and check them against the losses (driver side, before any worker)."""
-
         from raystx.data.sources import prepare_sources, validate_sources
         from raystx.models.router import check_router_mapping
+        from raystx.train.eval_data import prepare_eval_datasets
         from raystx.train.integrations import check_report_to
         from raystx.train.storage import is_uri
 
@@ -215,9 +222,17 @@ class SentenceTransformerTrainer:
             sources,
             losses,
             global_batch_size=self.args.per_device_train_batch_size * int(scaling.num_workers or 1),
-            drop_last=True,
+            drop_last=self.args.dataloader_drop_last,
         )
         self._label_kinds = {n: matched[n].label for n in sources}  # the contract each dataset matched
+        self._eval, self._eval_label_kinds = prepare_eval_datasets(
+            self.eval_dataset,
+            losses=losses,
+            loss_is_dict=isinstance(self.loss, dict),
+            staging_dir=str(staging),
+            select_columns=self.select_columns,
+            batch_size=self.args.per_device_eval_batch_size,
+        )
         return sources, losses
 
     def validate(self) -> dict[str, Any]:
@@ -299,6 +314,8 @@ class SentenceTransformerTrainer:
             sources=sources,
             label_kinds=self._label_kinds,
             evaluator=self.evaluator,
+            eval_datasets=self._eval,
+            eval_label_kinds=self._eval_label_kinds,
             resume_from=resume_path,
             callbacks=list(self.callbacks),
             run_dir=None if is_uri(run_dir) else run_dir,

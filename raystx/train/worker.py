@@ -22,6 +22,7 @@ from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.cadence import total_optimizer_steps
 from raystx.train.callbacks import CallbackHandler, integration_callbacks
 from raystx.train.cursor import DataCursor
+from raystx.train.eval_loss import EvalDataset, EvalLoss
 from raystx.train.loop import LoopParts, LoopState, NonFiniteLossError, TrainLoop
 from raystx.train.optim import build_optimizer, build_scheduler
 from raystx.train.resume import checkpoint_candidates, recount_schedule, restore_latest
@@ -43,6 +44,8 @@ class WorkerPayload:
     sources: dict[str, Any]
     label_kinds: dict[str, str]
     evaluator: Any = None
+    eval_datasets: dict[str, EvalDataset] = field(default_factory=dict)
+    eval_label_kinds: dict[str, str] = field(default_factory=dict)
     resume_from: str | None = None
     callbacks: list[Any] = field(default_factory=list)
     best_metric_key: str | None = None
@@ -114,6 +117,7 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
         collate=_collator(payload, model),
         callbacks=_callbacks(payload, runtime),
         evaluator=payload.evaluator,
+        eval_loss=_eval_loss(payload, model, runtime),
         best_metric_key=payload.best_metric_key,
         greater_is_better=payload.greater_is_better,
         step_log_level=logging.DEBUG if payload.driver_shows_progress else logging.INFO,
@@ -130,6 +134,23 @@ def _collator(payload: WorkerPayload, model: nn.Module) -> BatchCollator:
         payload.label_kinds,
         payload.args.prompts,
         payload.args.router_mapping,
+    )
+
+
+def _eval_loss(payload: WorkerPayload, model: nn.Module, runtime: Runtime) -> EvalLoss | None:
+    """The sharded ``eval_dataset`` loss (None without an eval dataset)."""
+    if not payload.eval_datasets:
+        return None
+    sources = {n: d.source for n, d in payload.eval_datasets.items()}
+    collate = BatchCollator(
+        thread_private_tokenize(model),
+        {n: s.input_columns for n, s in sources.items()},
+        {n: s.label_column for n, s in sources.items()},
+        payload.eval_label_kinds,
+        payload.args.prompts,
+    )
+    return EvalLoss(
+        payload.eval_datasets, payload.args.per_device_eval_batch_size, collate, runtime.rank, runtime.world_size
     )
 
 

@@ -11,8 +11,10 @@
 Every trial runs on Ray (``backend="ray"``; ``"optuna"`` is accepted and means the same: Optuna samples, Ray runs).
 The sampled values set ``SentenceTransformerTrainingArguments`` fields of a copy of ``trainer.args``; a
 ``model_init`` (0 or 1 argument: the trial's hyperparameters) builds a fresh model per trial, else each trial
-starts from a copy of ``trainer.model``. The objective is ``compute_objective(eval metrics)`` when given, else
-the evaluator's primary metric (a trainer evaluator is required). ``direction`` defaults to the evaluator's.
+starts from a copy of ``trainer.model``; ``model_init(trial)`` and a loss factory ``loss(model, trial)`` receive the
+trial (``raystx.train.trial_call.TrialParams``: a dict of the values, also ``trial.params``). The objective is
+``compute_objective(eval metrics)`` when given, else the evaluator's primary metric, else ``eval_loss`` (minimized)
+of the trainer's ``eval_dataset`` (an evaluator or an eval_dataset is required). ``direction`` defaults to the evaluator's.
 Keyword arguments: ``scheduler`` (``asha``/``median``/``none`` or a ``SchedulerSettings`` dict), ``searcher``
 (``tpe``/``random``/``grid``/``nsga2``), ``max_concurrent_trials``, ``resources_per_trial`` (a ``ScalingConfig``
 or its fields as a dict), ``storage_path``, ``name``, ``seed``, ``time_budget_s``, ``optuna_storage``,
@@ -24,12 +26,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from torch import nn
 
+from raystx.train.trial_call import TrialParams, call_model_init
 from raystx.tune.objective import Objective, resolve_objective
 from raystx.tune.report import objective_keys
 from raystx.tune.settings import TuneSettings
@@ -185,6 +188,8 @@ class TrainerFactory:
 
     trainer: Any
     sources: dict[str, DataSource]
+    eval_sources: dict[str, DataSource] | None = None
+    eval_is_dict: bool = False
 
     def __call__(self, assignments: dict[str, Any], params: dict[str, Any]) -> Any:
         from raystx.train.trainer import SentenceTransformerTrainer
@@ -199,21 +204,31 @@ class TrainerFactory:
                 )
             setattr(args, key, value)
         args.__post_init__()
+        trial = TrialParams(params)
         model, loss = base.model, base.loss
         if base.model_init is not None:
-            init = base.model_init
-            new = init(params) if len(inspect.signature(init).parameters) == 1 else init()
+            new = call_model_init(base.model_init, trial)
             loss = _rebind_model(loss, model, new)
             model = new
-        return SentenceTransformerTrainer(
+        trainer = SentenceTransformerTrainer(
             model=model,
             args=args,
             train_dataset={name: source.open() for name, source in self.sources.items()},
+            eval_dataset=self._eval_dataset(),
             loss=loss,
             evaluator=base.evaluator,
             callbacks=list(base.callbacks),
             scaling_config=base.scaling_config,
         )
+        trainer.trial = trial  # loss factories that take it receive it
+        return trainer
+
+    def _eval_dataset(self) -> Any:
+        """The staged eval dataset(s) in the shape the user gave (one dataset, or a dict by name)."""
+        if not self.eval_sources:
+            return None
+        opened = {name: source.open() for name, source in self.eval_sources.items()}
+        return opened if self.eval_is_dict else next(iter(opened.values()))
 
 
 def _settings(kwargs: dict[str, Any], n_trials: int) -> tuple[TuneSettings, Any]:
@@ -263,9 +278,10 @@ def hyperparameter_search(
         raise ValueError(
             f"backend={backend!r} is not supported; raystx runs trials on Ray ('ray' or 'optuna')"
         )
-    if trainer.evaluator is None:
+    if trainer.evaluator is None and trainer.eval_dataset is None:
         raise ValueError(
-            "hyperparameter_search needs an evaluator on the trainer: trials report its metrics to Ray Tune"
+            "hyperparameter_search needs an evaluator or an eval_dataset on the trainer: trials report their "
+            "metrics (evaluator metrics, eval_loss) to Ray Tune"
         )
     resume = bool(kwargs.pop("resume", False))
     callbacks = kwargs.pop("callbacks", None)
@@ -280,14 +296,28 @@ def hyperparameter_search(
         staging_dir=str(Path(storage) / name / DATA_DIR),
         select_columns=trainer.select_columns,
     )
-    if getattr(trainer.evaluator, "primary_metric", None) is None and compute_objective is None:
-        trainer.evaluator(trainer.model)  # names the primary metric
+    eval_is_dict = isinstance(trainer.eval_dataset, Mapping)
+    eval_sources = None
+    if trainer.eval_dataset is not None:
+        eval_sources = prepare_sources(
+            trainer.eval_dataset, staging_dir=str(Path(storage) / name / DATA_DIR / ".eval"), name="eval"
+        )
+    evaluator = trainer.evaluator
+    if evaluator is not None and getattr(evaluator, "primary_metric", None) is None and compute_objective is None:
+        evaluator(trainer.model)  # names the primary metric
     directions = direction if isinstance(direction, list) else ([direction] if direction else [])
     if compute_objective is not None:
         metric: Any = objective_keys(max(len(directions), 1))
         objective = resolve_objective(metric, directions or "max", None)
+    elif evaluator is None:  # transformers' default objective without other metrics: the evaluation loss
+        if eval_is_dict:
+            raise ValueError(
+                "hyperparameter_search with several eval datasets and no evaluator: pass compute_objective "
+                f"(e.g. lambda m: m['eval_{next(iter(trainer.eval_dataset))}_loss']) to say which loss to minimize"
+            )
+        objective = resolve_objective("eval_loss", directions or "min", None)
     else:
-        objective = resolve_objective(None, directions or None, trainer.evaluator)
+        objective = resolve_objective(None, directions or None, evaluator)
     if settings.resources is not None:
         scaling = scaling_config(settings.resources)
     scaling = scaling or trainer.scaling_config or scaling_config()
@@ -296,7 +326,9 @@ def hyperparameter_search(
     shipped.scaling_config = scaling
     result = execute(
         space=space,
-        factory=TrainerFactory(trainer=shipped, sources=sources),
+        factory=TrainerFactory(
+            trainer=shipped, sources=sources, eval_sources=eval_sources, eval_is_dict=eval_is_dict
+        ),
         objective=objective,
         settings=settings,
         scaling=scaling,

@@ -19,7 +19,7 @@ PYPROJECT = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_te
 EXTRAS = PYPROJECT["project"]["optional-dependencies"]
 
 
-@pytest.mark.parametrize("name", ["wandb", "tensorboard", "codecarbon"])
+@pytest.mark.parametrize("name", ["wandb", "tensorboard", "codecarbon", "mlflow"])
 def test_missing_report_to_package_names_the_extra(name, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, name, None)  # import <name> -> ImportError
     args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path), report_to=[name])
@@ -66,5 +66,5 @@ def test_core_dependencies_leave_the_integrations_to_extras_and_dev_pulls_what_t
     core = {dep.split(">")[0].split("[")[0].lower() for dep in PYPROJECT["project"]["dependencies"]}
     assert not core & {"wandb", "tensorboard", "codecarbon", "matplotlib", "mlflow", "model2vec"}
     assert {"accelerate", "rich", "jinja2"} <= core
-    assert "raystx[wandb,tensorboard,plots,model2vec]" in EXTRAS["dev"]
+    assert "raystx[wandb,tensorboard,mlflow,plots,model2vec]" in EXTRAS["dev"]
     assert EXTRAS["model2vec"] == ["model2vec>=0.4"]
