@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import OFFLINE, PortAssets
+from port_fixtures import OFFLINE, PortAssets, port_assets, ray_head  # noqa: F401 - fixtures
 from port_text import port_script
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -106,7 +106,7 @@ def _oracle_env(assets: PortAssets) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("script", CASES)
-def test_script_runs_after_the_package_rename(script, port_assets, ray_head, tmp_path):
+def test_script_runs_after_the_package_rename(script, port_assets, ray_head, tmp_path):  # noqa: F811
     source = (SCRIPTS / script).read_text(encoding="utf-8")
     assert "raystx" not in source  # written against sentence-transformers only
 
