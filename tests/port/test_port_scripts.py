@@ -52,26 +52,29 @@ BASE = {
     "router_query_document.py": None,
 }
 
+# CI keeps the three fastest (oracle + raystx run, measured on the 2-core dev machine under load: softmax ~210-310 s,
+# distillation ~270 s, multi-task ~300 s; the others 300-600 s each).
 CASES = [
-    _ci("training_stsb_cosine.py"),
     _ci("training_nli_softmax.py"),
-    _ci("training_fit_api.py"),
+    _ci("model_distillation_mse.py"),
+    _ci("training_multi_task.py"),
+    _slow("training_stsb_cosine.py"),
+    _slow("training_fit_api.py"),
     _slow("training_nli_mnrl_no_duplicates.py"),
     _slow("training_gist_guide.py"),
     _slow("matryoshka_nli.py"),
     _slow("matryoshka2d_nli.py"),
     _slow("adaptive_layer_nli.py"),
     _slow("training_quora_online_contrastive.py"),
-    _slow("training_multi_task.py"),
-    _slow("model_distillation_mse.py"),
     _slow("hpo_model_init.py", _xfail("model_init(trial) in hyperparameter_search (issue 14 item 4)")),
     _slow("router_query_document.py", _xfail("Router + router_mapping (issue 14 item 5)")),
 ]
 
 
 def _run(source: str, workdir: Path, env: dict[str, str], label: str, name: str) -> tuple[Path, str]:
-    """Write ``source`` to ``workdir/<name>`` (the script's own file name), run it with ``PORT_OUTPUT=workdir/out``; return the saved
-    model dir (from the script's ``SAVED`` line) and the output. Fails with the output's tail if it fails."""
+    """Write ``source`` to ``workdir/<name>`` (the script's own file name: a file named ``raystx.py`` would
+    shadow the package), run it with ``PORT_OUTPUT=workdir/out``; return the saved model dir (from the script's
+    ``SAVED`` line) and the output. Fails with the output's tail if it fails."""
     workdir.mkdir(parents=True, exist_ok=True)
     script = workdir / name
     script.write_text(source, encoding="utf-8")
