@@ -11,7 +11,7 @@ examples. For each one the test
     and checks it encodes to the oracle run's dimension, finite, and differently from the untrained model (it trained),
     and that the script reached ``model.push_to_hub`` as a method (only the Hub upload itself may fail, offline).
 
-Three fast scripts run in CI; the rest are ``slow``. Scripts that need features still being built are ``xfail``.
+Three fast scripts run in CI; the rest are ``slow``.
 """
 
 from __future__ import annotations
@@ -41,10 +41,6 @@ def _ci(name: str):
     return pytest.param(name, id=name.removesuffix(".py"))
 
 
-def _xfail(feature: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(reason=f"needs {feature}", strict=False)
-
-
 # script -> the PORT_* variable naming the model it starts from (None: composed in the script, no single base)
 BASE = {
     "matryoshka_nli.py": "PORT_WIDE_MODEL",
@@ -66,8 +62,8 @@ CASES = [
     _slow("matryoshka2d_nli.py"),
     _slow("adaptive_layer_nli.py"),
     _slow("training_quora_online_contrastive.py"),
-    _slow("hpo_model_init.py", _xfail("model_init(trial) in hyperparameter_search (issue 14 item 4)")),
-    _slow("router_query_document.py", _xfail("Router + router_mapping (issue 14 item 5)")),
+    _slow("hpo_model_init.py"),
+    _slow("router_query_document.py"),
 ]
 
 
