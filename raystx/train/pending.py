@@ -29,6 +29,22 @@ from ray.train.v2._internal.execution.callback import WorkerGroupCallback
 logger = logging.getLogger("raystx.train")
 
 
+def stop_controller(controller: Any, abort_timeout_s: float = 5.0) -> None:
+    """Stop a Ray Train controller: ``abort`` (it stops the worker group and frees its placement group), then
+    ``ray.kill`` in case the abort did not end it in time (a controller still busy starting, say); its workers
+    and placement group are owned by it and go with it."""
+    import ray
+
+    try:
+        ray.get(controller.abort.remote(), timeout=abort_timeout_s)
+    except Exception:  # noqa: BLE001 - a finished abort ends the actor, which raises here
+        pass
+    try:
+        ray.kill(controller, no_restart=True)
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+
+
 class WorkersPendingError(TimeoutError):
     """The Ray Train workers did not start within ``max_pending_s``."""
 
@@ -82,10 +98,7 @@ class PendingWatchdog:
                     "The Ray Train workers did not start within max_pending_s=%s s; stopping the run",
                     self.max_pending_s,
                 )
-                try:
-                    ray.get(controller.abort.remote(), timeout=60)
-                except Exception:  # noqa: BLE001 - abort ends the controller actor, which raises here
-                    pass
+                stop_controller(controller)
                 return
 
     def stop(self) -> None:

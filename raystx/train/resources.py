@@ -3,18 +3,16 @@
 ``check_fits(need, total, what=..., fix=...)`` raises ``InsufficientResourcesError`` naming every resource that
 ``need`` asks for beyond ``total`` (both ``{resource: amount}``); the trainer and ``raystx tune`` share it.
 ``check_scaling_fits(scaling)`` compares a ``ScalingConfig`` (workers x ``resources_per_worker``, ``use_gpu``)
-with the cluster's total resources (``ray.cluster_resources()``). A cluster with an autoscaler (a KubeRay or
-``ray up`` cluster that can add nodes) is not checked, since its total grows on demand; there the wait for
-workers is bounded by ``max_pending_s`` instead (``raystx.train.pending``).
+with the cluster's total resources (``ray.cluster_resources()``). A cluster with an autoscaler that declares its
+node groups (KubeRay, ``ray up``) is compared with the most its node groups can offer instead (best effort).
+Resources that exist but are busy are not an error here; that wait is bounded by ``max_pending_s``
+(``raystx.train.pending``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
-
-logger = logging.getLogger("raystx.train")
 
 _EPS = 1e-9
 
@@ -55,25 +53,30 @@ def describe_scaling(scaling: Any) -> str:
     )
 
 
-def has_autoscaler() -> bool:
-    """Best effort: whether an autoscaler runs for this cluster (its monitor registers a metrics address)."""
-    try:
-        from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_initialized
+def cluster_limits() -> tuple[dict[str, float], str]:
+    """The most resources the cluster can ever offer, and where that number comes from.
 
-        return bool(_internal_kv_initialized() and _internal_kv_get(b"AutoscalerMetricsAddress"))
-    except Exception:  # noqa: BLE001 - another Ray layout: assume a fixed cluster
-        return False
+    An autoscaling cluster (KubeRay, ``ray up``) that declares its node groups to the GCS: their
+    ``max_count`` x resources (capped by the config's ``max_resources``), best effort. Any other cluster: its
+    current total, ``ray.cluster_resources()``."""
+    import ray
+
+    try:
+        from ray._private.state import state
+
+        limits = state.get_max_resources_from_cluster_config()
+    except Exception:  # noqa: BLE001 - another Ray layout or no GCS config: use the current total
+        limits = None
+    if limits:
+        return {k: float(v) for k, v in limits.items()}, "at most, with its autoscaler's node groups"
+    return dict(ray.cluster_resources()), "in all"
 
 
 def check_scaling_fits(scaling: Any, total: Mapping[str, float] | None = None) -> None:
     """Raise ``InsufficientResourcesError`` when ``scaling``'s workers cannot all fit the cluster at once."""
-    import ray
-
+    where = "in all"
     if total is None:
-        if has_autoscaler():
-            logger.info("the cluster has an autoscaler: its resources are not checked before the run starts")
-            return
-        total = ray.cluster_resources()
+        total, where = cluster_limits()
     need = scaling_need(scaling)
     short = shortfall(need, total)
     if not short:
@@ -81,7 +84,7 @@ def check_scaling_fits(scaling: Any, total: Mapping[str, float] | None = None) -
     shown = {k: v for k, v in total.items() if k in ("CPU", "GPU") or k in need}
     parts = ", ".join(f"{k}: needs {v:g}, cluster has {h:g}" for k, (v, h) in short.items())
     raise InsufficientResourcesError(
-        f"{describe_scaling(scaling)}, but the whole cluster has {_fmt(shown)} ({parts}), so the workers "
+        f"{describe_scaling(scaling)}, but the cluster has {_fmt(shown)} {where} ({parts}), so the workers "
         "could never start. Lower num_workers or resources_per_worker (scaling: in a config), set "
         "use_gpu=False on a cluster without GPUs, or add nodes to the cluster"
     )

@@ -74,7 +74,7 @@ class StoppableTorchTrainer(TorchTrainer):
     raystx_watchdog: Any = None
 
     def _register_sigint_handler(self, controller: Any) -> None:  # Ray calls this in the main thread only
-        import ray
+        from raystx.train.pending import stop_controller
 
         output_dir = self.raystx_output_dir
         stopping = {"signum": None}
@@ -86,10 +86,7 @@ class StoppableTorchTrainer(TorchTrainer):
                     "Received %s: stopping the workers (the checkpoints written so far are kept)",
                     signal.Signals(signum).name,
                 )
-                try:
-                    ray.get(controller.abort.remote(), timeout=60)
-                except Exception:  # noqa: BLE001 - abort ends the controller actor, which raises here
-                    pass
+                stop_controller(controller)
             raise RunInterrupted(signum, output_dir)
 
         for sig in SIGNALS:

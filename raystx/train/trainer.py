@@ -241,7 +241,7 @@ class SentenceTransformerTrainer:
         resources, ``metric_for_best_model`` against the metrics the run logs, a resumed checkpoint against the
         model and losses (``raystx.train.preflight.check_run_start``). The run then holds the run folder's lock
         (``raystx.train.run_lock``; a second run on it fails at once); SIGTERM/SIGINT stop it with
-        ``RunInterrupted`` (``raystx.train.signals``). After success the staged data copy is removed unless
+        ``RunInterrupted`` (``raystx.train.signals``). At the end the staged data copy is removed unless
         ``keep_staged_data``.
         """
         from raystx.ray_init import ensure_ray
@@ -254,14 +254,15 @@ class SentenceTransformerTrainer:
             self.args.resume_from_checkpoint = resume_from_checkpoint
         run_config = self._run_config()
         run_dir = join(run_config.storage_path, run_config.name)
+        ensure_ray()  # first: ray.init installs its own SIGTERM handler, which the block below overrides
         with interrupt_handlers(self.args.output_dir):
-            ensure_ray()
             check_run_start(self, run_dir)
             with RunLock(run_dir):
-                out = self._train(resume_from_checkpoint)
-                if not self.args.keep_staged_data:
-                    delete_tree(join(run_dir, STAGING_DIR))
-        return out
+                try:
+                    return self._train(resume_from_checkpoint)
+                finally:  # staged data is re-staged by any later run (a resume too)
+                    if not self.args.keep_staged_data:
+                        delete_tree(join(run_dir, STAGING_DIR))
 
     def _train(self, resume_from_checkpoint: str | bool | None = None) -> TrainOutput:
         """The run itself (``train()`` without its pre-start checks, lock and signal handling).

@@ -180,8 +180,8 @@ def _fake_checkpoint(directory: Path, model, losses) -> Path:
     """A complete checkpoint of ``model``/``losses`` written with the workers' own writer (no training)."""
     import torch
 
-    from raystx.train.checkpoint import write_checkpoint
     from raystx.train.args import SentenceTransformerTrainingArguments
+    from raystx.train.checkpoint import write_checkpoint
     from raystx.train.optim import build_scheduler
     from raystx.train.state import CheckpointState
 
