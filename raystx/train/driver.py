@@ -124,6 +124,10 @@ def launch(
         with interrupt_handlers(payload.args.output_dir):  # restores the handlers Ray Train replaces
             return trainer.fit()
     except Exception as exc:
+        if trainer.raystx_signal is not None:
+            from raystx.train.signals import RunInterrupted
+
+            raise RunInterrupted(trainer.raystx_signal, payload.args.output_dir) from None
         if watchdog.timed_out:
             raise watchdog.error() from None
         raise unwrap_worker_error(exc) from exc

@@ -45,6 +45,20 @@ def stop_controller(controller: Any, abort_timeout_s: float = 5.0) -> None:
         pass
 
 
+def _remove_new_groups(before: set[str]) -> None:
+    """Remove the placement groups created since ``before`` that are still waiting (the stopped run's: a
+    pending group outlives its killed creator)."""
+    import ray
+    from ray.util.placement_group import PlacementGroup
+
+    for hex_id, group in ray.util.placement_group_table().items():
+        if hex_id not in before and group.get("state") == "PENDING":
+            try:
+                ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(hex_id))))
+            except Exception:  # noqa: BLE001 - already removed
+                pass
+
+
 class WorkersPendingError(TimeoutError):
     """The Ray Train workers did not start within ``max_pending_s``."""
 
@@ -84,6 +98,7 @@ class PendingWatchdog:
     def _watch(self, controller: Any) -> None:
         import ray
 
+        groups_before = set(ray.util.placement_group_table())
         deadline = time.monotonic() + float(self.max_pending_s)
         while not self._done.wait(0.25):
             if Path(self.marker).exists():
@@ -99,6 +114,7 @@ class PendingWatchdog:
                     self.max_pending_s,
                 )
                 stop_controller(controller)
+                _remove_new_groups(groups_before)
                 return
 
     def stop(self) -> None:

@@ -72,22 +72,22 @@ class StoppableTorchTrainer(TorchTrainer):
 
     raystx_output_dir: str | None = None
     raystx_watchdog: Any = None
+    raystx_signal: int | None = None  # the signal that stopped the run
 
     def _register_sigint_handler(self, controller: Any) -> None:  # Ray calls this in the main thread only
         from raystx.train.pending import stop_controller
 
-        output_dir = self.raystx_output_dir
-        stopping = {"signum": None}
-
         def handler(signum: int, frame: Any) -> None:
-            if stopping["signum"] is None:
-                stopping["signum"] = signum
+            # No raise here: the handler runs inside Ray's blocking get, which turns a raised exception into a
+            # SystemError. Stopping the controller ends that get with ActorDiedError; ``launch`` then raises
+            # ``RunInterrupted`` from ``self.raystx_signal``.
+            if self.raystx_signal is None:
+                self.raystx_signal = signum
                 logger.warning(
                     "Received %s: stopping the workers (the checkpoints written so far are kept)",
                     signal.Signals(signum).name,
                 )
                 stop_controller(controller)
-            raise RunInterrupted(signum, output_dir)
 
         for sig in SIGNALS:
             signal.signal(sig, handler)

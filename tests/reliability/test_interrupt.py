@@ -77,11 +77,17 @@ def test_workers_that_cannot_be_placed_stop_the_run_after_max_pending_s(
     trainer = SentenceTransformerTrainer(
         model=model,
         args=SentenceTransformerTrainingArguments(
-            output_dir=str(out), max_steps=2, per_device_train_batch_size=4, max_pending_s=5, disable_tqdm=True
+            output_dir=str(out),
+            max_steps=2,
+            per_device_train_batch_size=4,
+            max_pending_s=5,
+            disable_tqdm=True,
         ),
         train_dataset=data,
         loss=MultipleNegativesRankingLoss(model),
-        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 2}),  # 4 CPUs: fits, not free
+        scaling_config=ScalingConfig(
+            num_workers=2, resources_per_worker={"CPU": 2}
+        ),  # 4 CPUs: fits, not free
     )
     try:
         message = catalogue.raises(
