@@ -76,13 +76,18 @@ def train(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = _load(config, set_)
     from raystx.train.build import build_trainer
+    from raystx.train.signals import RunInterrupted, interrupt_handlers
 
     try:
-        trainer = build_trainer(cfg, resume=resume)
-        out = trainer.train()
-        from raystx.train.storage import join, save_model
+        with interrupt_handlers(cfg.args.get("output_dir") if isinstance(cfg.args, dict) else None):
+            trainer = build_trainer(cfg, resume=resume)
+            out = trainer.train()
+            from raystx.train.storage import join, save_model
 
-        target = save_model(trainer.model, cfg.save_model_to or join(trainer.args.output_dir, "final"))
+            target = save_model(trainer.model, cfg.save_model_to or join(trainer.args.output_dir, "final"))
+    except RunInterrupted as exc:  # SIGTERM -> 143, SIGINT -> 130, with the resume hint
+        typer.echo(f"interrupted: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
     summary = {"global_step": out.global_step, "training_loss": out.training_loss, "model": str(target)}

@@ -122,6 +122,11 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
     max_consecutive_bad_steps: int = 10
     preemption_check_steps: int = 10
     disable_tqdm: bool | None = None
+    # raystx only: how long the driver waits for the Ray Train workers to start (all of them placed at once)
+    # before it stops the run with WorkersPendingError; None waits forever (raystx.train.pending)
+    max_pending_s: float | None = 600.0
+    # raystx only: keep the staged copy of the datasets ({output_dir}/.raystx-data) after a successful run
+    keep_staged_data: bool = False
 
     def __post_init__(self) -> None:
         self.optim = str(getattr(self.optim, "value", self.optim))
@@ -223,6 +228,8 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
                     f"load_best_model_at_end=True needs save_steps ({self.save_steps}) to be a multiple of "
                     f"eval_steps ({self.eval_steps})"
                 )
+        if self.max_pending_s is not None and not self.max_pending_s > 0:
+            errors.append(f"max_pending_s must be > 0 seconds, or None to wait forever (got {self.max_pending_s})")
         if self.save_total_limit is not None and self.save_total_limit < 1:
             errors.append(f"save_total_limit must be >= 1 or None (got {self.save_total_limit})")
         if self.multi_dataset_weights is not None and any(

@@ -88,8 +88,41 @@ def write_checkpoint(
 
     ``trainer_state.resumable=False`` writes the model, loss modules and state only: no optimizer, scheduler
     or RNG state (``save_only_model``, and the final checkpoint of a run with ``save_strategy="no"``, which
-    exists only to bring the weights back to the driver).
+    exists only to bring the weights back to the driver). A failed write (a full disk, ...) raises ``OSError``
+    naming the checkpoint folder and the cause.
     """
+    try:
+        _write_checkpoint(
+            directory,
+            rank=rank,
+            model=model,
+            losses=losses,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            trainer_state=trainer_state,
+        )
+    except (OSError, RuntimeError) as exc:
+        import errno
+
+        code = getattr(exc, "errno", None)
+        full = code == errno.ENOSPC or "No space left" in str(exc) or "file write failed" in str(exc)
+        hint = " (is the disk full? free space there or choose another output_dir)" if full else ""
+        raise OSError(
+            code or (errno.ENOSPC if full else errno.EIO),
+            f"writing checkpoint {directory} failed{hint}: {type(exc).__name__}: {exc}",
+        ) from exc
+
+
+def _write_checkpoint(
+    directory: Path,
+    *,
+    rank: int,
+    model: nn.Module,
+    losses: dict[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    trainer_state: CheckpointState,
+) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if trainer_state.resumable:
         torch.save(_plain_rng(rng_state()), directory / f"rng_state_{rank}.pt")
@@ -167,9 +200,7 @@ def restore_checkpoint(
     load_model_weights(model, directory / "model")
     extra = directory / "loss_modules.safetensors"
     if extra.is_file():
-        from safetensors.torch import load_file
-
-        load_loss_modules_state(losses, load_file(str(extra)))
+        load_loss_modules_state(losses, load_tensors(extra))
     if optimizer is not None:
         optimizer.load_state_dict(
             torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu")
@@ -182,11 +213,40 @@ def restore_checkpoint(
     return state
 
 
+def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file(path)``; a damaged file raises ``CorruptCheckpointError`` naming it."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors' errors do not name the file
+        raise _load_error(Path(path), exc) from exc
+
+
+def _load_error(path: Path, exc: BaseException) -> Exception:
+    """The error to raise when reading a checkpoint file at ``path`` failed with ``exc``: the first damaged
+    safetensors file under ``path`` named as ``CorruptCheckpointError``, an ``OSError`` with its path, else
+    ``CorruptCheckpointError`` naming ``path`` and the original error."""
+    from raystx.train.safetensors_header import read_header
+
+    files = [path] if path.is_file() else sorted(path.rglob("*.safetensors")) if path.is_dir() else []
+    for file in files:
+        if file.suffix == ".safetensors":
+            read_header(file)  # raises CorruptCheckpointError naming the file
+    if isinstance(exc, OSError):
+        return OSError(exc.errno, f"reading checkpoint file {getattr(exc, 'filename', None) or path} failed: "
+                       f"{exc.strerror or exc}")
+    return CorruptCheckpointError(f"cannot load {path}: {type(exc).__name__}: {exc}")
+
+
 def load_model_weights(model: nn.Module, model_dir: str | os.PathLike) -> None:
     """Copy the weights of a saved model directory into ``model`` in place (same architecture)."""
     from raystx.models import SentenceTransformer
 
-    loaded = SentenceTransformer(str(model_dir), device="cpu")
+    try:
+        loaded = SentenceTransformer(str(model_dir), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - name the damaged file instead of the loader's internals
+        raise _load_error(Path(model_dir), exc) from exc
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     if unexpected:
         raise CorruptCheckpointError(f"{model_dir} holds weights the model does not have: {unexpected[:5]}")

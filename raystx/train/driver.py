@@ -118,10 +118,21 @@ def train_environment() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def launch(payload: WorkerPayload, scaling_config: Any, run_config: Any, show_progress: bool) -> Any:
-    """Run the workers to the end; returns Ray Train's ``Result``. A worker's own exception is re-raised."""
+def launch(
+    payload: WorkerPayload,
+    scaling_config: Any,
+    run_config: Any,
+    show_progress: bool,
+    max_pending_s: float | None = None,
+) -> Any:
+    """Run the workers to the end; returns Ray Train's ``Result``. A worker's own exception is re-raised.
+
+    SIGTERM/SIGINT stop the workers and raise ``raystx.train.signals.RunInterrupted``; workers that have not
+    started after ``max_pending_s`` seconds raise ``raystx.train.pending.WorkersPendingError``."""
     import ray
-    from ray.train.torch import TorchTrainer
+
+    from raystx.train.pending import PendingWatchdog
+    from raystx.train.signals import StoppableTorchTrainer, interrupt_handlers
 
     progress = None
     if show_progress:
@@ -131,20 +142,32 @@ def launch(payload: WorkerPayload, scaling_config: Any, run_config: Any, show_pr
         payload.callbacks = [*payload.callbacks, ProgressCallback(channel)]
         payload.driver_shows_progress = True
         progress = DriverProgress(channel)
+    watchdog = PendingWatchdog(max_pending_s, scaling_config)
+    run_config.callbacks = [*(run_config.callbacks or []), watchdog.callback]
     # The payload (model, losses, data sources) goes to the object store once; the Train controller only
     # sees a reference, so it neither imports torch nor rebuilds the model, and each worker fetches it.
-    trainer = TorchTrainer(
+    trainer = StoppableTorchTrainer(
         _ray_train_fn,
         train_loop_config={"payload": [ray.put(payload)]},
         scaling_config=scaling_config,
         run_config=run_config,
     )
+    trainer.raystx_output_dir = payload.args.output_dir
+    trainer.raystx_watchdog = watchdog
     try:
-        with train_environment():
+        with train_environment(), interrupt_handlers(payload.args.output_dir):  # restores Ray's handlers
             return trainer.fit()
     except Exception as exc:
+        if trainer.raystx_signal is not None:
+            from raystx.train.signals import RunInterrupted
+
+            raise RunInterrupted(trainer.raystx_signal, payload.args.output_dir) from None
+        if watchdog.timed_out:
+            raise watchdog.error() from None
         raise unwrap_worker_error(exc) from exc
     finally:
+        watchdog.stop()
+        run_config.callbacks = [c for c in run_config.callbacks if c is not watchdog.callback]
         if progress is not None:
             progress.close()
 
@@ -184,22 +207,45 @@ def _local_path(checkpoint: Any) -> str:
 
 
 def _load_weights(path: str, model: nn.Module, losses: dict[str, nn.Module]) -> None:
-    from raystx.train.checkpoint import load_loss_modules_state, load_model_weights
+    from raystx.train.checkpoint import load_loss_modules_state, load_model_weights, load_tensors
 
     load_model_weights(model, Path(path) / "model")
     extra = Path(path) / "loss_modules.safetensors"
     if extra.is_file():
-        from safetensors.torch import load_file
-
-        load_loss_modules_state(dict(losses), load_file(str(extra)))
+        load_loss_modules_state(dict(losses), load_tensors(extra))
 
 
 def unwrap_worker_error(exc: Exception) -> Exception:
-    """Turn Ray's wrapper around a worker failure back into the worker's own exception where possible."""
+    """The original exception behind Ray's wrappers, where there is one.
+
+    A ``WorkerGroupError`` gives the first failed worker's own exception; a ``RayTaskError`` (an exception
+    raised in a task or actor, re-raised on the driver) gives its ``cause``; an ``ActorDiedError`` whose death
+    was caused by an exception in the actor's constructor gives that exception. Nested wrappers are unwrapped
+    until an exception of the user's code (or one that wraps nothing) is reached."""
+    for _ in range(8):  # wrappers nest (a worker's RayTaskError inside a WorkerGroupError)
+        inner = _wrapped(exc)
+        if inner is None or inner is exc:
+            return exc
+        exc = inner
+    return exc
+
+
+def _wrapped(exc: Exception) -> Exception | None:
     failures = getattr(exc, "worker_failures", None)
     if failures:
         first = failures[min(failures)]
         cause = getattr(first, "cause", None) or first
-        if isinstance(cause, Exception):
-            return cause
-    return exc
+        return cause if isinstance(cause, Exception) else None
+    try:
+        from ray.exceptions import ActorDiedError, RayTaskError
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, RayTaskError):
+        cause = getattr(exc, "cause", None)
+        return cause if isinstance(cause, Exception) else None
+    if isinstance(exc, ActorDiedError):
+        cause = getattr(exc, "base_error", None) or getattr(exc, "cause", None)
+        if isinstance(cause, RayTaskError):
+            cause = getattr(cause, "cause", None)
+        return cause if isinstance(cause, Exception) and not isinstance(cause, ActorDiedError) else None
+    return None

@@ -39,6 +39,63 @@ def check_config(config: ExperimentConfig) -> dict[str, Any]:
         global_batch_size=args.per_device_train_batch_size * config.scaling.num_workers,
         drop_last=args.dataloader_drop_last,  # as the trainer
     )
-    if config.evaluator is not None:
-        build_evaluator(config.evaluator)
+    evaluator = build_evaluator(config.evaluator) if config.evaluator is not None else None
+    from raystx.train.metric_names import check_metric_for_best_model
+
+    check_metric_for_best_model(args.metric_for_best_model, evaluator, model, None)
     return sources
+
+
+def check_output_dir_is_folder(run_dir: str) -> None:
+    """Raise ``NotADirectoryError`` when the run folder (or a folder above it) is an existing file."""
+    from pathlib import Path
+
+    from raystx.train.storage import is_uri
+
+    if is_uri(run_dir):
+        return
+    for path in (Path(run_dir), *Path(run_dir).parents):
+        if path.exists():
+            if not path.is_dir():
+                raise NotADirectoryError(
+                    f"output_dir {run_dir}: {path} is an existing file, not a folder, so the run cannot write "
+                    "its checkpoints there; choose another output_dir (or move the file away)"
+                )
+            return
+
+
+def check_run_start(trainer: Any, run_dir: str) -> None:
+    """The trainer's checks that need no data (before staging, before any worker starts):
+
+    the run folder is not a file; the workers fit the cluster (``raystx.train.resources``; Ray must be up);
+    ``metric_for_best_model`` is a key the run logs (``raystx.train.metric_names``); a resumed checkpoint was
+    written by this model and these losses (``raystx.train.resume_check``)."""
+    from raystx.train.metric_names import check_metric_for_best_model
+    from raystx.train.resources import check_scaling_fits
+    from raystx.train.resume_check import check_resume_compatible, resumed_checkpoint
+
+    check_output_dir_is_folder(run_dir)
+    check_scaling_fits(trainer._scaling())
+    eval_names = None
+    if trainer.eval_dataset is not None:
+        eval_names = list(trainer.eval_dataset) if isinstance(trainer.eval_dataset, dict) else []
+    check_metric_for_best_model(trainer.args.metric_for_best_model, trainer.evaluator, trainer.model, eval_names)
+    checkpoint = resumed_checkpoint(run_dir, trainer.args.resume_from_checkpoint)
+    if checkpoint is not None and checkpoint.is_dir():
+        check_resume_compatible(checkpoint, trainer.model, _losses_or_none(trainer))
+
+
+def _losses_or_none(trainer: Any) -> dict[str, Any] | None:
+    """The run's losses by dataset name, or ``None`` when the names cannot be known before staging."""
+    from raystx.train.trainer import DEFAULT_DATASET_NAME
+
+    if isinstance(trainer.loss, dict):
+        names = list(trainer.loss)
+    elif isinstance(trainer.train_dataset, dict):
+        names = list(trainer.train_dataset)
+    else:
+        names = [DEFAULT_DATASET_NAME]
+    try:
+        return trainer._losses_by_dataset(names)
+    except Exception:  # noqa: BLE001 - the pairing error is reported by the data checks that follow
+        return None

@@ -32,6 +32,7 @@ logger = logging.getLogger("raystx.train")
 
 DEFAULT_DATASET_NAME = "train"
 RAY_RUN_SNAPSHOT = "checkpoint_manager_snapshot.json"
+STAGING_DIR = ".raystx-data"  # the staged copy of the datasets, in the run folder
 
 __all__ = ["DEFAULT_DATASET_NAME", "SentenceTransformerTrainer", "TrainOutput"]
 
@@ -246,6 +247,36 @@ class SentenceTransformerTrainer:
     def train(self, resume_from_checkpoint: str | bool | None = None) -> TrainOutput:
         """Validate, run the workers, and load the trained weights back into ``self.model``.
 
+        Before anything is written: the run folder is checked (not a file), the workers against the cluster's
+        resources, ``metric_for_best_model`` against the metrics the run logs, a resumed checkpoint against the
+        model and losses (``raystx.train.preflight.check_run_start``). The run then holds the run folder's lock
+        (``raystx.train.run_lock``; a second run on it fails at once); SIGTERM/SIGINT stop it with
+        ``RunInterrupted`` (``raystx.train.signals``). At the end the staged data copy is removed unless
+        ``keep_staged_data``.
+        """
+        from raystx.ray_init import ensure_ray
+        from raystx.train.preflight import check_run_start
+        from raystx.train.run_lock import RunLock
+        from raystx.train.signals import interrupt_handlers
+        from raystx.train.storage import delete_tree, join
+
+        if resume_from_checkpoint is not None:
+            self.args.resume_from_checkpoint = resume_from_checkpoint
+        run_config = self._run_config()
+        run_dir = join(run_config.storage_path, run_config.name)
+        ensure_ray()  # first: ray.init installs its own SIGTERM handler, which the block below overrides
+        with interrupt_handlers(self.args.output_dir):
+            check_run_start(self, run_dir)
+            with RunLock(run_dir):
+                try:
+                    return self._train(resume_from_checkpoint)
+                finally:  # staged data is re-staged by any later run (a resume too)
+                    if not self.args.keep_staged_data:
+                        delete_tree(join(run_dir, STAGING_DIR))
+
+    def _train(self, resume_from_checkpoint: str | bool | None = None) -> TrainOutput:
+        """The run itself (``train()`` without its pre-start checks, lock and signal handling).
+
         ``self.timings`` then holds the driver's phases in seconds: ``prepare`` (checks, ``ray.init``, data
         staging and validation), ``workers`` (``TorchTrainer.fit``: worker start, the step loop, the final
         checkpoint, teardown), ``load_result`` (weights back into ``model``) and ``finish`` (summary, card).
@@ -269,7 +300,13 @@ class SentenceTransformerTrainer:
             delete_tree(join(run_dir, RAY_RUN_SNAPSHOT))
         clock.mark("prepare")
         show_progress = not self.args.disable_tqdm
-        result = launch(self._payload(sources, losses, run_dir), self._scaling(), run_config, show_progress)
+        result = launch(
+            self._payload(sources, losses, run_dir),
+            self._scaling(),
+            run_config,
+            show_progress,
+            max_pending_s=self.args.max_pending_s,
+        )
         clock.mark("workers")
         metric, mode = self._best_metric()
         best = BestCheckpoint(metric, mode, enabled=bool(self.args.load_best_model_at_end))
@@ -291,7 +328,7 @@ class SentenceTransformerTrainer:
 
         local_run_dir = None if is_uri(run_dir) else Path(run_dir)
         created_run_dir = local_run_dir is not None and not local_run_dir.exists()
-        staging = join(run_dir, ".raystx-data")
+        staging = join(run_dir, STAGING_DIR)
         try:
             return self._prepare(staging)
         except BaseException:

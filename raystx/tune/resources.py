@@ -35,13 +35,14 @@ def derive_max_concurrent(need: Mapping[str, float], available: Mapping[str, flo
 
 def check_fits(need: Mapping[str, float], total: Mapping[str, float]) -> None:
     """Raise ``ValueError`` naming the resource when one trial needs more than the whole cluster has."""
-    short = {k: (v, float(total.get(k, 0.0))) for k, v in need.items() if v > float(total.get(k, 0.0)) + 1e-9}
-    if short:
-        parts = ", ".join(f"{k}: needs {v:g}, cluster has {h:g}" for k, (v, h) in short.items())
-        raise ValueError(
-            f"one trial needs more than the cluster has ({parts}); lower tune.resources (workers / resources per "
-            "worker) or tune.driver_resources"
-        )
+    from raystx.train.resources import check_fits as check
+
+    check(
+        need,
+        total,
+        what="one trial",
+        fix="lower tune.resources (workers / resources per worker) or tune.driver_resources",
+    )
 
 
 def max_concurrent_trials(scaling: Any, driver: Mapping[str, float], given: int | None = None) -> int:
