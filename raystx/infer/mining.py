@@ -25,6 +25,10 @@ from raystx.infer.select import SelectionRules, select_negatives
 
 logger = logging.getLogger(__name__)
 
+LAST_TIMINGS: dict[str, float] = {}
+"""Seconds of the last call's phases (``encode``: corpus + queries to embeddings, actor start-up included;
+``search``: the query blocks through the shards), for benchmarks and logs."""
+
 
 def _columns(dataset: Any, anchor: str | None, positive: str | None) -> tuple[str, str]:
     columns = list(dataset.column_names)
@@ -255,8 +259,11 @@ def _search(
     ``pool=None`` runs in this process (no Ray); otherwise one Ray Data actor pool encodes corpus and queries,
     ``pool.num_workers`` shard actors hold the corpus embeddings and the queries stream through them.
     """
+    import time
+
     from raystx.infer.search import LocalSearch, ShardedSearch
 
+    started = time.perf_counter()
     query_prompt, query_prompt_name, corpus_prompt, corpus_prompt_name = prompts
     if pool is None:
         emb = model.encode_document(
@@ -292,6 +299,8 @@ def _search(
             (np.asarray(b["id"], dtype=np.int64), b["embedding"])
             for b in query_ds.iter_batches(batch_size=query_block, batch_format="numpy")
         )
+    LAST_TIMINGS["encode"] = time.perf_counter() - started
+    started = time.perf_counter()
     scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     ids = np.full((len(queries), k), -1, dtype=np.int64)
     pos_scores: list[list[float]] = [[] for _ in queries]
@@ -312,6 +321,7 @@ def _search(
                 print(f"Searched {done}/{len(queries)} queries against {len(corpus)} passages", flush=True)
     finally:
         search.close()
+    LAST_TIMINGS["search"] = time.perf_counter() - started
     return torch.from_numpy(scores), torch.from_numpy(ids), pos_scores
 
 
