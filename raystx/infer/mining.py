@@ -281,20 +281,27 @@ def _search(
         from raystx.ray_init import ensure_ray
 
         ensure_ray()
-        ray.data.DataContext.get_current().enable_progress_bars = verbose
+        context = ray.data.DataContext.get_current()
+        progress, context.enable_progress_bars = context.enable_progress_bars, verbose
         search = ShardedSearch(pool.num_workers, model.similarity_fn_name, pool.cpus_per_worker, use_faiss)
-        corpus_ds, query_ds = encode_texts(
-            [("document", corpus), ("query", queries)],
-            ray.put(model),
-            pool,
-            prompts={
-                "document": (corpus_prompt, corpus_prompt_name),
-                "query": (query_prompt, query_prompt_name),
-            },
-            batch_size=batch_size,
-            normalize=True,
-        )
-        search.load(corpus_ds)
+        try:
+            corpus_ds, query_ds = encode_texts(
+                [("document", corpus), ("query", queries)],
+                ray.put(model),
+                pool,
+                prompts={
+                    "document": (corpus_prompt, corpus_prompt_name),
+                    "query": (query_prompt, query_prompt_name),
+                },
+                batch_size=batch_size,
+                normalize=True,
+            )
+            search.load(corpus_ds)
+        except BaseException:
+            search.close()
+            raise
+        finally:
+            context.enable_progress_bars = progress
         blocks = (
             (np.asarray(b["id"], dtype=np.int64), b["embedding"])
             for b in query_ds.iter_batches(batch_size=query_block, batch_format="numpy")

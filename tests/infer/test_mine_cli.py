@@ -50,16 +50,20 @@ output_path: ${{OUT_DIR}}/mined.parquet
     return config, Dataset.from_dict({"anchor": anchors, "positive": positives}), passages
 
 
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_cli_mine_writes_what_the_function_returns(
-    ray_session, mine_setup, tiny_bert_dir, tmp_path, monkeypatch
+    request, mine_setup, tiny_bert_dir, tmp_path, monkeypatch, workers
 ):
+    """``raystx mine`` in this process (CI) and on 2 Ray workers (slow) writes the function's result."""
     from typer.testing import CliRunner
 
     from raystx.cli import app
 
     config, pairs, passages = mine_setup
     monkeypatch.setenv("OUT_DIR", str(tmp_path / "out"))
-    result = CliRunner().invoke(app, ["mine", str(config)])
+    if workers:
+        request.getfixturevalue("ray_session")
+    result = CliRunner().invoke(app, ["mine", str(config), "--set", f"scaling.num_workers={workers}"])
     assert result.exit_code == 0, result.output
     mined = Dataset.from_parquet(str(tmp_path / "out" / "mined.parquet"))
     expected = mine_hard_negatives(
