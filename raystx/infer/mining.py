@@ -185,8 +185,10 @@ def mine_hard_negatives(
     else:
         pool = InferencePool(num_workers=num_workers, use_gpu=use_gpu, cpus_per_worker=cpus_per_worker)
     model = _load_model(model)
-    _check_prompt(model, query_prompt_name, "query_prompt_name")
-    _check_prompt(model, corpus_prompt_name, "corpus_prompt_name")
+    if query_prompt is None:
+        _check_prompt(model, query_prompt_name, "query_prompt_name")
+    if corpus_prompt is None:
+        _check_prompt(model, corpus_prompt_name, "corpus_prompt_name")
 
     # unique texts: the corpus (given corpus, then positives), the queries; positives per unique query
     full_corpus = list(dict.fromkeys([*(corpus if corpus is not None else []), *rows_positive]))
