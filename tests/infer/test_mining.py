@@ -80,14 +80,23 @@ def data(models):
     return Dataset.from_dict({"query": anchors, "answer": positives}), corpus
 
 
+def _flat(values: list) -> tuple[list[int], np.ndarray]:
+    """Row lengths and all numbers of a score column (floats, or lists of floats of any length)."""
+    rows = [v if isinstance(v, list) else [v] for v in values]
+    return [len(r) for r in rows], np.array([x for r in rows for x in r], dtype=float)
+
+
 def assert_same(ours: Dataset, reference: Dataset) -> None:
     assert ours.column_names == reference.column_names
     assert len(ours) == len(reference)
     for column in reference.column_names:
         if "score" in column:
-            np.testing.assert_allclose(
-                np.array(ours[column], dtype=float), np.array(reference[column], dtype=float), atol=1e-5
+            (our_lengths, our_values), (ref_lengths, ref_values) = (
+                _flat(ours[column]),
+                _flat(reference[column]),
             )
+            assert our_lengths == ref_lengths, column
+            np.testing.assert_allclose(our_values, ref_values, atol=1e-5)
         else:
             assert ours[column] == reference[column], column
 
