@@ -1,4 +1,4 @@
-"""What ``jobs/train.py``, ``jobs/tune.py`` and ``jobs/eval.py`` share: parse the job's arguments, add the
+"""What ``jobs/train.py``, ``jobs/tune.py``, ``jobs/eval.py`` and ``jobs/mine.py`` share: parse the job's arguments, add the
 overrides the environment asks for, and run the ``raystx`` command line in this process.
 
 ``${VAR}`` references in the config's values are filled in from this process's environment by the config
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 OVERRIDES_ENV = "RAYSTX_OVERRIDES"
-COMMANDS = ("train", "tune", "eval")
+COMMANDS = ("train", "tune", "eval", "mine")
 
 
 def parser(command: str) -> argparse.ArgumentParser:

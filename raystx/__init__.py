@@ -36,6 +36,7 @@ _LAZY = {
     "SentencesDataset": "raystx.data.legacy_datasets",
     "ParallelSentencesDataset": "raystx.data.legacy_datasets",
     "quantize_embeddings": "raystx.models.quantize",
+    "mine_hard_negatives": "raystx.infer.mining",
 }
 _SUBMODULES = {"losses", "evaluation", "models", "util", "data", "train", "tune", "distributed", "config"}
 

@@ -52,7 +52,7 @@ LEGACY_MODULE = (
     "not implemented in raystx: its models are text-only (no CLIPModel) and raystx.models.ModelModule is the "
     "base class of its modules"
 )
-MINING = "hard-negative mining is not in raystx yet"
+MINING = "resolve_ids (joining ID columns to lookup datasets) is not in raystx yet"
 MULTI_VECTOR = "multi-vector (late-interaction) scoring is not part of raystx"
 SPARSE = "a sparse-encoder helper; sparse encoders are not part of raystx"
 INTERNAL = "an internal helper of sentence-transformers, not part of its training API"
@@ -232,7 +232,6 @@ UTIL_MISSING = {
     "is_training_available": ENVIRONMENT,
     "load_dir_path": HUB_IO,
     "load_file_path": HUB_IO,
-    "mine_hard_negatives": MINING,
     "ORIGINAL_TRANSFORMER_MODELS": INTERNAL,
     "repad_flattened_features": MULTI_VECTOR,
     "resolve_ids": MINING,
@@ -253,7 +252,6 @@ TOP_LEVEL_MISSING = {
     "export_dynamic_quantized_onnx_model": EXPORT,
     "export_optimized_onnx_model": EXPORT,
     "export_static_quantized_openvino_model": EXPORT,
-    "mine_hard_negatives": MINING,
     "resolve_ids": MINING,
 }
 

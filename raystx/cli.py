@@ -5,6 +5,7 @@
     raystx tune SWEEP.yaml [--set ...] [--resume]       sweep the config's `search:` space with Ray Tune + Optuna
     raystx eval CONFIG.yaml --model PATH                run the config's evaluator on a saved model
     raystx encode MODEL_PATH INPUT.txt OUTPUT.npy       embed one sentence per line
+    raystx mine CONFIG.yaml [--set ...]                 mine hard negatives on Ray; writes Parquet
 
 Exit status is non-zero on any failure, so ``ray job submit`` reports the training's own status.
 """
@@ -155,6 +156,24 @@ def encode(
     emb = SentenceTransformer(model).encode(lines, batch_size=batch_size, normalize_embeddings=normalize)
     np.save(output_file, emb)
     typer.echo(f"wrote {emb.shape[0]} x {emb.shape[1]} embeddings to {output_file}")
+
+
+@app.command()
+def mine(config: Path, set_: SetOption = None) -> None:
+    """Mine hard negatives for (anchor, positive) pairs on Ray workers and write them as Parquet."""
+    from raystx.config import ConfigError
+    from raystx.infer.config import load_mine_config, run_mine
+
+    try:
+        cfg = load_mine_config(config, set_ or [])
+    except ConfigError as exc:
+        _fail(exc)
+    try:
+        result = run_mine(cfg)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+    summary = {"rows": len(result), "columns": result.column_names, "output_path": cfg.output_path}
+    typer.echo(json.dumps(summary, indent=2))
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -171,6 +171,7 @@ _LAZY = {
     "get_rank": "raystx.distributed",
     "get_world_size": "raystx.distributed",
     "all_gather_with_grad": "raystx.distributed",
+    "mine_hard_negatives": "raystx.infer.mining",
 }
 
 

@@ -1,0 +1,136 @@
+"""Bulk encoding on a Ray Data actor pool of model replicas.
+
+``encode_texts(texts, model_ref, pool, ...)`` returns a lazy ``ray.data.Dataset`` with columns ``id`` (the
+text's position in ``texts``) and ``embedding`` (float32, L2-normalised when asked). Nothing is computed until
+the dataset is consumed, and the embeddings stay in the cluster: the caller streams or splits the dataset and
+never has to hold the whole matrix on the driver. Rows may arrive in any order; ``id`` says which text a row is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from raystx.infer.pool import InferencePool
+
+Role = Literal["query", "document", "plain"]
+
+
+class EncodeReplica:
+    """One model replica of the pool: ``{"id", "role", "text"}`` batches in, ``{"id", "role", "embedding"}`` out.
+
+    ``role`` (per row) picks ``encode_query`` / ``encode_document`` / ``encode`` so the model's own prompts
+    (``query``, ``document``/``passage``/``corpus``) apply unless ``prompts[role]`` gives ``(prompt, name)``.
+    """
+
+    def __init__(
+        self,
+        model_ref: list[Any],
+        prompts: dict[str, tuple[str | None, str | None]],
+        batch_size: int,
+        normalize: bool,
+        threads: int,
+        device: str,
+    ) -> None:
+        import ray
+        import torch
+
+        torch.set_num_threads(threads)
+        self.model = ray.get(model_ref[0]).to(device)
+        self.model.eval()
+        self.prompts = prompts
+        self.kwargs = {
+            "batch_size": batch_size,
+            "normalize_embeddings": normalize,
+            "convert_to_numpy": True,
+            "show_progress_bar": False,
+        }
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        encoders = {
+            "query": self.model.encode_query,
+            "document": self.model.encode_document,
+            "plain": self.model.encode,
+        }
+        roles = np.asarray(batch["role"]).astype(str)
+        texts = np.asarray(batch["text"]).astype(str)
+        out: np.ndarray | None = None
+        for role in dict.fromkeys(roles.tolist()):
+            rows = np.flatnonzero(roles == role)
+            prompt, prompt_name = self.prompts.get(role, (None, None))
+            emb = encoders[role](texts[rows].tolist(), prompt=prompt, prompt_name=prompt_name, **self.kwargs)
+            if out is None:
+                out = np.empty((len(roles), emb.shape[1]), dtype=np.float32)
+            out[rows] = emb
+        return {"id": np.asarray(batch["id"], dtype=np.int64), "role": roles, "embedding": out}
+
+
+def texts_dataset(parts: Sequence[tuple[Role, Sequence[str]]], rows_per_block: int) -> Any:
+    """A ``ray.data.Dataset`` of ``{"id", "role", "text"}``: each part's texts with ids 0.. within the part,
+    parts in order, one block per ``rows_per_block`` texts (a block never mixes parts)."""
+    import pandas as pd
+    import ray.data
+
+    frames = [
+        pd.DataFrame(
+            {
+                "id": np.arange(start, min(start + rows_per_block, len(texts)), dtype=np.int64),
+                "role": role,
+                "text": list(texts[start : start + rows_per_block]),
+            }
+        )
+        for role, texts in parts
+        for start in range(0, len(texts), rows_per_block)
+    ]
+    return ray.data.from_pandas(frames)
+
+
+def encode_texts(
+    parts: Sequence[tuple[Role, Sequence[str]]],
+    model_ref: Any,
+    pool: InferencePool,
+    prompts: dict[str, tuple[str | None, str | None]] | None = None,
+    batch_size: int = 32,
+    normalize: bool = False,
+) -> list[Any]:
+    """Encode each ``(role, texts)`` part on one pool of ``pool.num_workers`` replicas (one actor start-up for
+    all parts); returns one materialized ``ray.data.Dataset`` (``id``, ``role``, ``embedding``) per part.
+
+    The embeddings live in the Ray object store, not on the driver. ``model_ref`` is ``ray.put(model)`` of a
+    raystx ``SentenceTransformer``; ``prompts`` maps a role to ``(prompt, prompt_name)``.
+    """
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    total = sum(len(texts) for _, texts in parts)
+    rows_per_block = max(batch_size, min(pool.rows_per_block, -(-total // (4 * pool.num_workers))))
+    context = ray.data.DataContext.get_current()
+    preserve = context.execution_options.preserve_order
+    context.execution_options.preserve_order = True  # parts come back in order, so they can be cut apart
+    try:
+        encoded = (
+            texts_dataset(parts, rows_per_block)
+            .map_batches(
+                EncodeReplica,
+                fn_constructor_kwargs={
+                    "model_ref": [model_ref],
+                    "prompts": prompts or {},
+                    "batch_size": batch_size,
+                    "normalize": normalize,
+                    "threads": pool.cpus_per_worker,
+                    "device": pool.device,
+                },
+                batch_size=None,
+                batch_format="numpy",
+                compute=ActorPoolStrategy(size=pool.num_workers),
+                num_cpus=pool.cpus_per_worker,
+                num_gpus=1 if pool.use_gpu else 0,
+            )
+            .materialize()
+        )
+    finally:
+        context.execution_options.preserve_order = preserve
+    bounds = np.cumsum([len(texts) for _, texts in parts])[:-1].tolist()
+    return encoded.split_at_indices(bounds) if bounds else [encoded]
