@@ -213,23 +213,11 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
                 value = getattr(self, steps)
                 if value is None or value <= 0:
                     errors.append(f"{strategy}_strategy='steps' needs {steps} > 0 (got {value})")
-        if self.load_best_model_at_end:
-            if self.eval_strategy is IntervalStrategy.NO:
-                errors.append(
-                    "load_best_model_at_end=True needs eval_strategy 'steps' or 'epoch' (it is 'no')"
-                )
-            elif self.save_strategy is not self.eval_strategy:
-                errors.append(
-                    "load_best_model_at_end=True needs save_strategy == eval_strategy "
-                    f"(save_strategy={self.save_strategy.value!r}, eval_strategy={self.eval_strategy.value!r})"
-                )
-            elif self.eval_strategy is IntervalStrategy.STEPS and self.save_steps % self.eval_steps != 0:
-                errors.append(
-                    f"load_best_model_at_end=True needs save_steps ({self.save_steps}) to be a multiple of "
-                    f"eval_steps ({self.eval_steps})"
-                )
+        errors += self._best_model_errors()
         if self.max_pending_s is not None and not self.max_pending_s > 0:
-            errors.append(f"max_pending_s must be > 0 seconds, or None to wait forever (got {self.max_pending_s})")
+            errors.append(
+                f"max_pending_s must be > 0 seconds, or None to wait forever (got {self.max_pending_s})"
+            )
         if self.save_total_limit is not None and self.save_total_limit < 1:
             errors.append(f"save_total_limit must be >= 1 or None (got {self.save_total_limit})")
         if self.multi_dataset_weights is not None and any(
@@ -238,6 +226,25 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
             errors.append("multi_dataset_weights must all be > 0")
         if errors:
             raise ValueError("Invalid training arguments:\n  - " + "\n  - ".join(errors))
+
+    def _best_model_errors(self) -> list[str]:
+        """What ``load_best_model_at_end`` needs: evaluations, and saves at the evaluated steps."""
+        errors: list[str] = []
+        if not self.load_best_model_at_end:
+            return errors
+        if self.eval_strategy is IntervalStrategy.NO:
+            errors.append("load_best_model_at_end=True needs eval_strategy 'steps' or 'epoch' (it is 'no')")
+        elif self.save_strategy is not self.eval_strategy:
+            errors.append(
+                "load_best_model_at_end=True needs save_strategy == eval_strategy "
+                f"(save_strategy={self.save_strategy.value!r}, eval_strategy={self.eval_strategy.value!r})"
+            )
+        elif self.eval_strategy is IntervalStrategy.STEPS and self.save_steps % self.eval_steps != 0:
+            errors.append(
+                f"load_best_model_at_end=True needs save_steps ({self.save_steps}) to be a multiple of "
+                f"eval_steps ({self.eval_steps})"
+            )
+        return errors
 
     def to_dict(self) -> dict[str, Any]:
         """Field values with enums as their values and tokens masked (``hub_token`` -> ``"<HUB_TOKEN>"``)."""
