@@ -22,6 +22,7 @@ demo: install
 # two-node cluster, 1M-row streaming), which `make test-all` adds.
 test: install
 	$(BIN)/ruff check raystx tests examples bench jobs
+	$(BIN)/ruff format --check raystx tests examples bench jobs
 	$(BIN)/python -m pytest -q -m "not slow" --durations=15 tests
 
 test-all: install

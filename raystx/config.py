@@ -280,7 +280,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def read_raw(path: str | Path, overrides: list[str] | None = None, what: str = "config file") -> dict[str, Any]:
+def read_raw(
+    path: str | Path, overrides: list[str] | None = None, what: str = "config file"
+) -> dict[str, Any]:
     """A YAML file as a raw dict with ``--set`` overrides applied, then ``${VAR}`` references expanded.
 
     The one reader behind ``raystx train|validate|eval`` (``load_config``), ``raystx tune`` (``load_sweep``)

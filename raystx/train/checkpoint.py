@@ -234,8 +234,10 @@ def _load_error(path: Path, exc: BaseException) -> Exception:
         if file.suffix == ".safetensors":
             read_header(file)  # raises CorruptCheckpointError naming the file
     if isinstance(exc, OSError):
-        return OSError(exc.errno, f"reading checkpoint file {getattr(exc, 'filename', None) or path} failed: "
-                       f"{exc.strerror or exc}")
+        return OSError(
+            exc.errno,
+            f"reading checkpoint file {getattr(exc, 'filename', None) or path} failed: {exc.strerror or exc}",
+        )
     return CorruptCheckpointError(f"cannot load {path}: {type(exc).__name__}: {exc}")
 
 

@@ -95,7 +95,9 @@ EXTRA_FIELDS: dict[str, ExtraField] = {
     "hub_private_repo": _unwired(None),
     "hub_always_push": _unwired(False),
     "hub_revision": _unwired(None),
-    "save_only_model": _wired(False, "checkpoints hold the model only: no optimizer/scheduler/RNG, no resume"),
+    "save_only_model": _wired(
+        False, "checkpoints hold the model only: no optimizer/scheduler/RNG, no resume"
+    ),
     "use_cpu": _unwired(False),
     "dataloader_num_workers": _unwired(0),
     "dataloader_pin_memory": _unwired(True),

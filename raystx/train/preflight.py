@@ -79,7 +79,9 @@ def check_run_start(trainer: Any, run_dir: str) -> None:
     eval_names = None
     if trainer.eval_dataset is not None:
         eval_names = list(trainer.eval_dataset) if isinstance(trainer.eval_dataset, dict) else []
-    check_metric_for_best_model(trainer.args.metric_for_best_model, trainer.evaluator, trainer.model, eval_names)
+    check_metric_for_best_model(
+        trainer.args.metric_for_best_model, trainer.evaluator, trainer.model, eval_names
+    )
     checkpoint = resumed_checkpoint(run_dir, trainer.args.resume_from_checkpoint)
     if checkpoint is not None and checkpoint.is_dir():
         check_resume_compatible(checkpoint, trainer.model, _losses_or_none(trainer))

@@ -150,7 +150,11 @@ def _eval_loss(payload: WorkerPayload, model: nn.Module, runtime: Runtime) -> Ev
         payload.args.prompts,
     )
     return EvalLoss(
-        payload.eval_datasets, payload.args.per_device_eval_batch_size, collate, runtime.rank, runtime.world_size
+        payload.eval_datasets,
+        payload.args.per_device_eval_batch_size,
+        collate,
+        runtime.rank,
+        runtime.world_size,
     )
 
 

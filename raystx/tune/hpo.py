@@ -303,7 +303,11 @@ def hyperparameter_search(
             trainer.eval_dataset, staging_dir=str(Path(storage) / name / DATA_DIR / ".eval"), name="eval"
         )
     evaluator = trainer.evaluator
-    if evaluator is not None and getattr(evaluator, "primary_metric", None) is None and compute_objective is None:
+    if (
+        evaluator is not None
+        and getattr(evaluator, "primary_metric", None) is None
+        and compute_objective is None
+    ):
         evaluator(trainer.model)  # names the primary metric
     directions = direction if isinstance(direction, list) else ([direction] if direction else [])
     if compute_objective is not None:

@@ -168,6 +168,7 @@ def test_history_is_the_whole_run_without_progress_bar_and_with_the_best_checkpo
 ):
     """The best checkpoint's weights come back, but the history is the whole run's (it used to stop at the best
     checkpoint when no progress bar collected the log on the driver)."""
+
     # defined here so Ray pickles it by value (workers cannot import this test module)
     class WorseEachTime:
         """An evaluator whose score drops at every call, so the best checkpoint is the first evaluated one."""

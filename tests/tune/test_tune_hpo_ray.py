@@ -30,8 +30,12 @@ def test_transformers_style_multi_objective_search_returns_the_pareto_front(
         ]
     )
 
-    def model_init(trial):  # transformers' form: the trial (None when the trainer is built, then each trial's)
-        if trial is not None and not (1e-5 <= trial["learning_rate"] <= 1e-2 and "learning_rate" in trial.params):
+    def model_init(
+        trial,
+    ):  # transformers' form: the trial (None when the trainer is built, then each trial's)
+        if trial is not None and not (
+            1e-5 <= trial["learning_rate"] <= 1e-2 and "learning_rate" in trial.params
+        ):
             raise AssertionError(f"model_init got {trial!r} instead of the trial's hyperparameters")
         model = SentenceTransformer(str(tiny_bert_dir))
         model.max_seq_length = 16

@@ -50,7 +50,9 @@ train_dataset, eval_dataset = dataset["train"], dataset["test"]
 loss = MultipleNegativesRankingLoss(model)
 
 queries = {f"q{i}": query for i, query in enumerate(eval_dataset["query"])}
-corpus = {f"d{i}": answer for i, answer in enumerate(list(eval_dataset["answer"]) + list(train_dataset["answer"]))}
+corpus = {
+    f"d{i}": answer for i, answer in enumerate(list(eval_dataset["answer"]) + list(train_dataset["answer"]))
+}
 relevant_docs = {f"q{i}": {f"d{i}"} for i in range(len(eval_dataset))}
 ir_evaluator = InformationRetrievalEvaluator(queries, corpus, relevant_docs, name="qa-dev")
 ir_evaluator(model)
