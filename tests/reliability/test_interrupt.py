@@ -21,15 +21,19 @@ AREA = "Runs that cannot start or are stopped"
 ROOT = Path(__file__).resolve().parents[2]
 
 
+RAY_HELPERS = ("PlacementGroupCleaner", "_AutoscalingCoordinatorActor")
+
+
 def _alive_actors() -> set[str]:
-    """Live actors, except Ray Train's PlacementGroupCleaner: it watches the controller through the state API,
-    which fails on a machine running several Ray instances (as tests do), so it may outlive the run here."""
+    """Live actors, except Ray's own helpers: Ray Data's process-wide autoscaling coordinator (created by the
+    first Ray Data job of the session, kept for the next) and Ray Train's PlacementGroupCleaner (it watches the
+    controller through the state API, which fails on a machine running several Ray instances, as tests do)."""
     from ray._private.state import actors
 
     return {
         f"{a.get('ActorClassName', '?')}:{aid}"
         for aid, a in actors().items()
-        if a["State"] != "DEAD" and "PlacementGroupCleaner" not in str(a.get("ActorClassName", ""))
+        if a["State"] != "DEAD" and not any(h in str(a.get("ActorClassName", "")) for h in RAY_HELPERS)
     }
 
 
