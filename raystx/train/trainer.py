@@ -258,21 +258,27 @@ class SentenceTransformerTrainer:
         from raystx.train.preflight import check_run_start
         from raystx.train.run_lock import RunLock
         from raystx.train.signals import interrupt_handlers
-        from raystx.train.storage import delete_tree, join
+        from raystx.train.storage import delete_tree, is_uri, join
 
         if resume_from_checkpoint is not None:
             self.args.resume_from_checkpoint = resume_from_checkpoint
         run_config = self._run_config()
         run_dir = join(run_config.storage_path, run_config.name)
         ensure_ray()  # first: ray.init installs its own SIGTERM handler, which the block below overrides
+        created = not is_uri(run_dir) and not Path(run_dir).exists()
         with interrupt_handlers(self.args.output_dir):
             check_run_start(self, run_dir)
-            with RunLock(run_dir):
-                try:
-                    return self._train(resume_from_checkpoint)
-                finally:  # staged data is re-staged by any later run (a resume too)
-                    if not self.args.keep_staged_data:
-                        delete_tree(join(run_dir, STAGING_DIR))
+            try:
+                with RunLock(run_dir):
+                    try:
+                        return self._train(resume_from_checkpoint)
+                    finally:  # staged data is re-staged by any later run (a resume too)
+                        if not self.args.keep_staged_data:
+                            delete_tree(join(run_dir, STAGING_DIR))
+            except BaseException:
+                if created:
+                    _remove_if_only_bookkeeping(Path(run_dir))
+                raise
 
     def _train(self, resume_from_checkpoint: str | bool | None = None) -> TrainOutput:
         """The run itself (``train()`` without its pre-start checks, lock and signal handling).
@@ -400,6 +406,19 @@ class SentenceTransformerTrainer:
             attach_model_card(self.model, info)
         except Exception as exc:  # noqa: BLE001 - a card problem must not fail a finished training run
             logger.warning("Could not prepare the model card: %s", exc)
+
+
+# What Ray Train writes into a run folder before any checkpoint: a run that fails before its first checkpoint
+# leaves a folder this call created empty again, so it can be reused as if nothing had happened.
+RAY_BOOKKEEPING = (".validate_storage_marker", RAY_RUN_SNAPSHOT)
+
+
+def _remove_if_only_bookkeeping(run_dir: Path) -> None:
+    if not run_dir.is_dir() or any(p.name not in RAY_BOOKKEEPING for p in run_dir.iterdir()):
+        return
+    for name in RAY_BOOKKEEPING:
+        (run_dir / name).unlink(missing_ok=True)
+    run_dir.rmdir()
 
 
 class _PhaseClock:

@@ -119,6 +119,7 @@ class _InterruptAfter(Callback):
             os.kill(os.getpid(), signal.SIGUSR1)
 
 
+@pytest.mark.slow  # ~130 s; the ASHA CLI sweep above keeps a full sweep in the CI suite
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session, tiny_bert_dir, tmp_path):
     raw = sweep_config(tmp_path, tiny_bert_dir)
     raw["args"]["max_steps"] = 2
