@@ -69,7 +69,9 @@ def main() -> None:
     before = evaluator(model)
     print(f"before training: {evaluator.primary_metric} = {before[evaluator.primary_metric]:.4f}")
 
-    ray.init(num_cpus=max(args.workers, 2), include_dashboard=False, ignore_reinit_error=True)
+    # The dashboard serves the State API that Ray Train's placement-group cleaner polls (without it, it warns every
+    # few seconds).
+    ray.init(num_cpus=max(args.workers, 2), ignore_reinit_error=True)
     trainer = SentenceTransformerTrainer(
         model=model,
         args=SentenceTransformerTrainingArguments(
