@@ -468,10 +468,9 @@ class AliasFinder(importlib.abc.MetaPathFinder):
         parent = sys.modules.get(parent_name)
         if parent is not None:
             _guard(parent, child)
+        # Every path imports (a ported script's import line never fails); a name raystx does not provide raises
+        # NotProvidedError with the reason when it is used.
         is_package = any(other.startswith(fullname + ".") for other in ALIASES)
-        if not entry.sources and not is_package:
-            reasons = sorted(set(entry.missing.values()))
-            raise NotProvidedError(_not_provided(fullname, sorted(entry.missing), "; ".join(reasons)))
         return importlib.machinery.ModuleSpec(fullname, _AliasLoader(), is_package=is_package)
 
 
