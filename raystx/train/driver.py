@@ -142,6 +142,14 @@ def launch(
         payload.callbacks = [*payload.callbacks, ProgressCallback(channel)]
         payload.driver_shows_progress = True
         progress = DriverProgress(channel)
+    from raystx.train.preimport import payload_modules, worker_runtime_env
+
+    user_env = run_config.worker_runtime_env
+    run_config.worker_runtime_env = worker_runtime_env(
+        payload_modules(payload.model, *payload.losses.values()),
+        user_env,
+        dict(ray.get_runtime_context().runtime_env),
+    )
     watchdog = PendingWatchdog(max_pending_s, scaling_config)
     run_config.callbacks = [*(run_config.callbacks or []), watchdog.callback]
     # The payload (model, losses, data sources) goes to the object store once; the Train controller only
@@ -168,6 +176,7 @@ def launch(
     finally:
         watchdog.stop()
         run_config.callbacks = [c for c in run_config.callbacks if c is not watchdog.callback]
+        run_config.worker_runtime_env = user_env
         if progress is not None:
             progress.close()
 
