@@ -375,3 +375,61 @@ def restore_adapter_checkpoint(model: nn.Module, model_dir: str | os.PathLike) -
             loaded = load_module(type(module), root, sub, {})
             module.load_state_dict(loaded.state_dict())
     return True
+
+
+# -- from a config file --------------------------------------------------------------------------------------
+# PEFT config fields that raystx sets itself (a YAML adapter section must not).
+_RESERVED_FIELDS = ("peft_type", "base_model_name_or_path", "revision", "inference_mode", "peft_version")
+
+
+def injectable_types() -> list[str]:
+    """Lower-case names of the PEFT methods that inject into a model in place (``lora``, ``loha``, ``ia3``, ...)."""
+    peft = require_peft()
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
+
+    names = []
+    for peft_type, config_cls in PEFT_TYPE_TO_CONFIG_MAPPING.items():
+        tuner = PEFT_TYPE_TO_TUNER_MAPPING.get(peft_type)
+        if tuner is None or getattr(tuner, "uses_shared_state", False):
+            continue
+        if issubclass(config_cls, peft.PromptLearningConfig) or peft_type.value in (
+            "ADAPTION_PROMPT",
+            "SHADOW",
+        ):
+            continue
+        names.append(str(peft_type.value).lower())
+    return sorted(names)
+
+
+def peft_config_from_spec(adapter_type: str, fields: dict[str, Any], where: str = "model.adapter") -> Any:
+    """A ``peft.PeftConfig`` from a config section: ``adapter_type`` (``lora``, ...) and that config's fields.
+
+    ``ValueError`` names ``where``, the bad key and the fix: an unknown type (lists the supported ones), an unknown
+    field (lists the valid ones), a reserved field, or a value the PEFT config rejects; ``ImportError`` naming the
+    extra when peft is not installed.
+    """
+    import dataclasses
+
+    require_peft(f"{where} (PEFT adapters)")
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    supported = injectable_types()
+    name = str(adapter_type).lower()
+    if name not in supported:
+        raise ValueError(
+            f"{where}.type {adapter_type!r} is not a PEFT method raystx can add; use one of {supported}"
+        )
+    config_cls = next(cls for t, cls in PEFT_TYPE_TO_CONFIG_MAPPING.items() if str(t.value).lower() == name)
+    valid = {f.name for f in dataclasses.fields(config_cls) if f.init} - set(_RESERVED_FIELDS)
+    reserved = sorted(set(fields) & set(_RESERVED_FIELDS))
+    if reserved:
+        raise ValueError(f"{where}.{reserved[0]} is set by raystx; remove it from the config")
+    unknown = sorted(set(fields) - valid)
+    if unknown:
+        raise ValueError(
+            f"{where}.{unknown[0]} is not a field of peft.{config_cls.__name__}; its fields are {sorted(valid)}"
+        )
+    try:
+        return config_cls(**fields)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: peft.{config_cls.__name__} rejects {fields}: {exc}") from None
