@@ -24,7 +24,7 @@ from raystx.train.worker import WorkerPayload, train_worker
 peft = pytest.importorskip("peft")
 
 
-def _payload(tmp_path: Path, model, **args) -> WorkerPayload:
+def _payload(tmp_path: Path, model, loss=None, **args) -> WorkerPayload:
     data = datasets.Dataset.from_dict({"anchor": make_sentences(48, 1), "positive": make_sentences(48, 2)})
     defaults = dict(
         output_dir=str(tmp_path),
@@ -38,7 +38,7 @@ def _payload(tmp_path: Path, model, **args) -> WorkerPayload:
     defaults.update(args)
     return WorkerPayload(
         model=model,
-        losses={"train": MultipleNegativesRankingLoss(model)},
+        losses={"train": loss or MultipleNegativesRankingLoss(model)},
         args=SentenceTransformerTrainingArguments(**defaults),
         sources=prepare_sources(data, staging_dir=str(tmp_path / "stage")),
         label_kinds={"train": "none"},
@@ -146,3 +146,25 @@ def test_config_adapter_without_peft_names_the_extra(tmp_path, tiny_bert_dir, mo
     monkeypatch.setitem(sys.modules, "peft", None)
     with pytest.raises(ConfigError, match=r"model\.adapter.*pip install 'raystx\[peft\]'"):
         load_config(_config(tmp_path, tiny_bert_dir, "{type: lora}"))
+
+
+def test_lora_composes_with_gradient_checkpointing_and_gradcache(tmp_path, tiny_bert_dir):
+    """The adapter gets the same updates with activation checkpointing and with CachedMNRL (GradCache re-runs
+    each mini-batch's forward) as with the plain forward and MNRL."""
+    from raystx.losses import CachedMultipleNegativesRankingLoss
+
+    base = _lora_model(tiny_bert_dir)
+    runs = {}
+    for name in ("plain", "checkpointing", "gradcache"):
+        model = copy.deepcopy(base)
+        loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=3) if name == "gradcache" else None
+        extra = {"gradient_checkpointing": True} if name == "checkpointing" else {}
+        payload = _payload(tmp_path / name, model, loss, max_steps=3, save_strategy="no", **extra)
+        train_worker(payload, LocalRuntime(tmp_path / name))
+        runs[name] = model.get_adapter_state_dict()
+    assert all(
+        (runs["plain"][k] - base.get_adapter_state_dict()[k]).abs().max() > 1e-4 for k in runs["plain"]
+    )
+    for name in ("checkpointing", "gradcache"):
+        for key, value in runs[name].items():
+            torch.testing.assert_close(value, runs["plain"][key], rtol=0, atol=1e-5, msg=f"{name} {key}")
