@@ -168,3 +168,14 @@ def test_lora_composes_with_gradient_checkpointing_and_gradcache(tmp_path, tiny_
     for name in ("checkpointing", "gradcache"):
         for key, value in runs[name].items():
             torch.testing.assert_close(value, runs["plain"][key], rtol=0, atol=1e-5, msg=f"{name} {key}")
+
+
+def test_shipped_lora_job_config_builds_a_minilm_adapter(minilm_dir, monkeypatch, tmp_path):
+    from raystx.train.build import build_model
+
+    monkeypatch.setenv("RAYSTX_DATA_DIR", str(tmp_path))
+    config = load_config(Path(__file__).resolve().parents[2] / "jobs" / "configs" / "train_lora.yaml")
+    assert config.model.adapter.merge_on_save
+    model = build_model(config)
+    # r * (in + out) for query, key and value (384 x 384) in each of MiniLM's 6 layers
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 8 * (384 + 384) * 3 * 6
