@@ -370,6 +370,11 @@ def restore_adapter_checkpoint(model: nn.Module, model_dir: str | os.PathLike) -
         if module is None:
             raise ValueError(f"{root} holds module {name!r}, which the model does not have")
         if getattr(module, "auto_model", None) is host:
+            if not is_adapter_dir(root / sub):
+                raise ValueError(
+                    f"{root / sub} holds no PEFT adapter ({ADAPTER_CONFIG_NAME}) but the model has adapter(s) "
+                    f"{adapter_names(host)}: it was saved from a model without them"
+                )
             set_adapter_weights(host, read_adapter_weights(root / sub), active_adapters(host)[0], root / sub)
         elif any(True for _ in module.parameters()):
             loaded = load_module(type(module), root, sub, {})

@@ -176,3 +176,23 @@ def test_a_frozen_loaded_adapter_fails_before_training_with_the_fix(model, tmp_p
         check_trainable_parameters(frozen, None)
     frozen.set_adapter("default")
     check_trainable_parameters(frozen, None)
+
+
+def test_restoring_weights_reads_only_the_adapter_and_refuses_a_model_without_one(
+    model, tiny_bert_dir, tmp_path
+):
+    from raystx.train.checkpoint import CorruptCheckpointError, load_model_weights
+
+    plain_dir = tmp_path / "plain"
+    model.save(str(plain_dir))
+    model.add_adapter(_lora())
+    trained = copy.deepcopy(model)
+    with torch.no_grad():
+        for param in trained.parameters():
+            if param.requires_grad:
+                param.add_(0.5)
+    trained.save(str(tmp_path / "trained"))
+    load_model_weights(model, tmp_path / "trained")
+    torch.testing.assert_close(_encode(model), _encode(trained), rtol=0, atol=0)
+    with pytest.raises(CorruptCheckpointError, match="holds no PEFT adapter"):
+        load_model_weights(model, plain_dir)
