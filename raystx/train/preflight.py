@@ -75,7 +75,8 @@ def check_run_start(trainer: Any, run_dir: str) -> None:
     from raystx.train.resume_check import check_resume_compatible, resumed_checkpoint
 
     check_output_dir_is_folder(run_dir)
-    check_trainable_parameters(trainer.model, _losses_or_none(trainer))
+    if not any(p.requires_grad for p in trainer.model.parameters()):  # losses are built only then
+        check_trainable_parameters(trainer.model, _losses_or_none(trainer))
     check_scaling_fits(trainer._scaling())
     eval_names = None
     if trainer.eval_dataset is not None:
