@@ -104,3 +104,20 @@ def test_lora_on_two_workers_trains_and_syncs_only_the_adapter(ray_session, tiny
         torch.testing.assert_close(saved[peft_key], third[f"adapter:{name}"], rtol=0, atol=0)
     optimizer = torch.load(checkpoint / "optimizer.pt", weights_only=True)
     assert sum(s["exp_avg"].numel() for s in optimizer["state"].values()) == 4 * 4 * (32 + 32)
+
+
+def test_a_frozen_loaded_adapter_fails_on_the_driver_before_any_worker(ray_session, tiny_bert_dir, tmp_path):
+    model = SentenceTransformer(str(tiny_bert_dir), device="cpu")
+    model.add_adapter(peft.LoraConfig(r=2, target_modules=["query"]))
+    model.save(str(tmp_path / "adapter"))
+    frozen = SentenceTransformer(str(tmp_path / "adapter"), device="cpu")  # loaded for inference
+    data = datasets.Dataset.from_dict({"anchor": make_sentences(8, 1), "positive": make_sentences(8, 2)})
+    trainer = SentenceTransformerTrainer(
+        model=frozen,
+        args=SentenceTransformerTrainingArguments(output_dir=str(tmp_path / "run"), max_steps=1),
+        train_dataset=data,
+        loss=MultipleNegativesRankingLoss(frozen),
+    )
+    with pytest.raises(ValueError, match=r"No parameter .* requires a gradient.*set_adapter\(name\)"):
+        trainer.train()
+    assert not (tmp_path / "run").exists()  # nothing written
