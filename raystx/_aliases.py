@@ -73,7 +73,10 @@ BASE_CLASSES = (
     "raystx has one model type, so no shared base classes: use SentenceTransformer, SentenceTransformerTrainer "
     "and SentenceTransformerTrainingArguments"
 )
-ADAPTERS = "adapter (PEFT/LoRA) training is not in raystx yet"
+PEFT_WRAPPER = (
+    "raystx's adapter methods call raystx.models.adapters directly (no wrapper around transformers' PEFT "
+    "integration); use SentenceTransformer.add_adapter / load_adapter / set_adapter"
+)
 FAISS = "approximate search backends (faiss/usearch) are not part of raystx; use raystx.util.semantic_search"
 
 # ------------------------------------------------------------------------------------------ tables
@@ -308,14 +311,19 @@ def _build() -> dict[str, Alias]:
         "raystx.sentence_transformer.datasets": Alias((DATASETS,)),
         "raystx.sentence_transformer.readers": Alias((READERS,)),
         "raystx.base": Alias(
-            ("raystx.train.args:BatchSamplers,MultiDatasetBatchSamplers",),
+            (
+                "raystx.train.args:BatchSamplers,MultiDatasetBatchSamplers",
+                "raystx.models.adapter_mixin:PeftAdapterMixin",
+            ),
             {
                 **SAMPLER_MISSING,
                 **dict.fromkeys(
                     ("BaseModel", "BaseDataCollator", "BaseTrainer", "BaseTrainingArguments"), BASE_CLASSES
                 ),
-                "PeftAdapterMixin": ADAPTERS,
             },
+        ),
+        "raystx.base.peft_mixin": Alias(
+            ("raystx.models.adapter_mixin:PeftAdapterMixin",), {"peft_wrapper": PEFT_WRAPPER}
         ),
         "raystx.base.sampler": Alias(
             ("raystx.train.args:BatchSamplers,MultiDatasetBatchSamplers",), SAMPLER_MISSING

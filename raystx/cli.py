@@ -85,7 +85,12 @@ def train(
             out = trainer.train()
             from raystx.train.storage import join, save_model
 
-            target = save_model(trainer.model, cfg.save_model_to or join(trainer.args.output_dir, "final"))
+            merge = cfg.model.adapter is not None and cfg.model.adapter.merge_on_save
+            target = save_model(
+                trainer.model,
+                cfg.save_model_to or join(trainer.args.output_dir, "final"),
+                **({"merge_adapters": True} if merge else {}),
+            )
     except RunInterrupted as exc:  # SIGTERM -> 143, SIGINT -> 130, with the resume hint
         typer.echo(f"interrupted: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None

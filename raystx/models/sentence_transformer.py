@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from raystx.models._io import read_json, write_json
+from raystx.models.adapter_mixin import PeftAdapterMixin
 from raystx.models.card_data import SentenceTransformerModelCardData
 from raystx.models.hub import resolve_model_path
 from raystx.models.model_card import generate_model_card
@@ -65,7 +66,7 @@ def _similarity_name(value: Any) -> str | None:
     return name
 
 
-class SentenceTransformer(nn.Sequential):
+class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
     """Text embedding model made of modules applied in order to a feature dict.
 
     Args:
@@ -469,12 +470,22 @@ class SentenceTransformer(nn.Sequential):
         create_model_card: bool = True,
         train_datasets: list[str] | None = None,
         safe_serialization: bool = True,
+        merge_adapters: bool = False,
     ) -> None:
         """Write the model as a sentence-transformers directory (weights always as safetensors).
 
         ``path`` must not exist, be empty, or already hold a model (``modules.json``); any other non-empty
-        directory is refused so that user files are never overwritten.
+        directory is refused so that user files are never overwritten. A model with a PEFT adapter is saved in the
+        adapter layout (``adapter_config.json`` + ``adapter_model.safetensors`` instead of the base weights);
+        ``merge_adapters=True`` saves a plain model instead, the adapter merged into the base weights, which
+        loads without peft (see ``raystx.models.adapters``).
         """
+        from raystx.models import adapters
+
+        if merge_adapters and adapters.find_adapter_host(self) is not None:
+            merged = adapters.merged_copy(self)
+            merged.save(path, model_name, create_model_card, train_datasets, safe_serialization)
+            return
         root = Path(path)
         if root.exists():
             if not root.is_dir():

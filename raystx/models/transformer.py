@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from raystx.models._io import read_json, write_json
+from raystx.models.adapters import adapter_base_path, has_adapters, is_adapter_dir, load_adapter, save_adapter
 from raystx.models.module import ModelModule
 
 # sentence-transformers reads the first of these that exists (older versions named it per architecture)
@@ -93,10 +94,15 @@ class Transformer(ModelModule):
         config_kwargs = {**(config_args or {}), **(config_kwargs or {})}
         common = {"trust_remote_code": trust_remote_code, "cache_dir": cache_dir}
 
-        config = AutoConfig.from_pretrained(path, **common, **config_kwargs)
+        # A directory holding a PEFT adapter (raystx.models.adapters) loads its base model, then the adapter.
+        adapter_dir = path if is_adapter_dir(path) else None
+        base_path = adapter_base_path(path) if adapter_dir else path
+        config = AutoConfig.from_pretrained(base_path, **common, **config_kwargs)
         self.auto_model = _auto_model_class(config).from_pretrained(
-            path, config=config, **common, **model_kwargs
+            base_path, config=config, **common, **model_kwargs
         )
+        if adapter_dir:
+            load_adapter(self.auto_model, adapter_dir)
         explicit_max_length = "model_max_length" in tokenizer_kwargs
         if max_seq_length is not None and not explicit_max_length:
             tokenizer_kwargs["model_max_length"] = max_seq_length
@@ -206,6 +212,8 @@ class Transformer(ModelModule):
         """Whether this forward can skip padding (see ``raystx.models.packed``): supported model, mask given."""
         if not self.packed or "attention_mask" not in inputs or "input_ids" not in inputs:
             return False
+        if has_adapters(self.auto_model):  # the packed forward reads the linear weights, not adapter layers
+            return False
         model = self.auto_model
         checkpointing = getattr(type(model), "is_activation_checkpointing", None)  # transformers >= 5.x name
         if getattr(
@@ -245,7 +253,10 @@ class Transformer(ModelModule):
 
     def save(self, output_path: str | os.PathLike) -> None:
         output_path = Path(output_path)
-        self.auto_model.save_pretrained(str(output_path), safe_serialization=True)
+        if has_adapters(self.auto_model):  # the adapter only, in PEFT's layout
+            save_adapter(self.auto_model, output_path)
+        else:
+            self.auto_model.save_pretrained(str(output_path), safe_serialization=True)
         self.tokenizer.save_pretrained(str(output_path))
         write_json(output_path / self.config_file_name, self.get_config_dict(), indent=4)
 

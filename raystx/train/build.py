@@ -50,7 +50,18 @@ def build_model(config: ExperimentConfig):
     model = SentenceTransformer(resolve_model_path(mc.name_or_path), trust_remote_code=mc.trust_remote_code)
     if mc.max_seq_length:
         model.max_seq_length = mc.max_seq_length
+    if mc.adapter is not None:
+        add_config_adapter(model, mc.adapter)
     return model
+
+
+def add_config_adapter(model: Any, section: Any) -> None:
+    """Add the ``model.adapter`` section's PEFT adapter to ``model``; ``ConfigError`` naming the key when the
+    model rejects it (e.g. ``target_modules`` that match no layer of this model)."""
+    try:
+        model.add_adapter(section.peft_config())
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"model.adapter ({section.type}) does not fit this model: {exc}") from None
 
 
 def read_table(path: str, columns: list[str] | None = None, limit: int | None = None):

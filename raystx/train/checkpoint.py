@@ -242,8 +242,16 @@ def _load_error(path: Path, exc: BaseException) -> Exception:
 
 
 def load_model_weights(model: nn.Module, model_dir: str | os.PathLike) -> None:
-    """Copy the weights of a saved model directory into ``model`` in place (same architecture)."""
+    """Copy the weights of a saved model directory into ``model`` in place (same architecture). A model with a
+    PEFT adapter reads only its adapter and its other modules' weights (``restore_adapter_checkpoint``)."""
     from raystx.models import SentenceTransformer
+    from raystx.models.adapters import restore_adapter_checkpoint
+
+    try:
+        if restore_adapter_checkpoint(model, model_dir):
+            return
+    except (OSError, ValueError) as exc:
+        raise _load_error(Path(model_dir), exc) from exc
 
     try:
         loaded = SentenceTransformer(str(model_dir), device="cpu")

@@ -68,13 +68,15 @@ def check_run_start(trainer: Any, run_dir: str) -> None:
     """The trainer's checks that need no data (before staging, before any worker starts):
 
     the run folder is not a file; the workers fit the cluster (``raystx.train.resources``; Ray must be up);
-    ``metric_for_best_model`` is a key the run logs (``raystx.train.metric_names``); a resumed checkpoint was
+    some parameter is trainable; ``metric_for_best_model`` is a key the run logs (``raystx.train.metric_names``); a resumed checkpoint was
     written by this model and these losses (``raystx.train.resume_check``)."""
     from raystx.train.metric_names import check_metric_for_best_model
     from raystx.train.resources import check_scaling_fits
     from raystx.train.resume_check import check_resume_compatible, resumed_checkpoint
 
     check_output_dir_is_folder(run_dir)
+    if not any(p.requires_grad for p in trainer.model.parameters()):  # losses are built only then
+        check_trainable_parameters(trainer.model, _losses_or_none(trainer))
     check_scaling_fits(trainer._scaling())
     eval_names = None
     if trainer.eval_dataset is not None:
@@ -85,6 +87,25 @@ def check_run_start(trainer: Any, run_dir: str) -> None:
     checkpoint = resumed_checkpoint(run_dir, trainer.args.resume_from_checkpoint)
     if checkpoint is not None and checkpoint.is_dir():
         check_resume_compatible(checkpoint, trainer.model, _losses_or_none(trainer))
+
+
+def check_trainable_parameters(model: Any, losses: dict[str, Any] | None) -> None:
+    """``ValueError`` when neither the model nor the losses have a parameter with ``requires_grad`` (a run would
+    change nothing): e.g. a model whose PEFT adapter was loaded for inference, as ``load_adapter`` does."""
+    modules = [model, *(losses or {}).values()]
+    if any(p.requires_grad for m in modules for p in m.parameters()):
+        return
+    hint = ""
+    if getattr(model, "transformers_model", None) is not None and getattr(
+        model.transformers_model, "peft_config", None
+    ):
+        hint = (
+            " The model's PEFT adapter is frozen (a loaded adapter is for inference, as in sentence-transformers):"
+            " call model.set_adapter(name) or model.load_adapter(path, is_trainable=True) to train it."
+        )
+    raise ValueError(
+        f"No parameter of the model or the losses requires a gradient: training would change nothing.{hint}"
+    )
 
 
 def _losses_or_none(trainer: Any) -> dict[str, Any] | None:

@@ -78,15 +78,15 @@ def local_copy(location: str) -> Path:
     return target
 
 
-def save_model(model, location: str) -> str:
-    """``model.save_pretrained`` to a local folder or a URI (written locally first, then uploaded)."""
+def save_model(model, location: str, **save_kwargs) -> str:
+    """``model.save_pretrained(**save_kwargs)`` to a local folder or a URI (written locally first, then uploaded)."""
     if not is_uri(location):
-        model.save_pretrained(str(location))
+        model.save_pretrained(str(location), **save_kwargs)
         return str(Path(location).absolute())
     import pyarrow.fs
 
     with tempfile.TemporaryDirectory(prefix="raystx-upload-") as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, **save_kwargs)
         fs, root = _fs(location)
         fs.create_dir(root, recursive=True)
         pyarrow.fs.copy_files(

@@ -66,5 +66,6 @@ def test_core_dependencies_leave_the_integrations_to_extras_and_dev_pulls_what_t
     core = {dep.split(">")[0].split("[")[0].lower() for dep in PYPROJECT["project"]["dependencies"]}
     assert not core & {"wandb", "tensorboard", "codecarbon", "matplotlib", "mlflow", "model2vec"}
     assert {"accelerate", "rich", "jinja2"} <= core
-    assert "raystx[wandb,tensorboard,mlflow,plots,model2vec,faiss]" in EXTRAS["dev"]
+    assert "raystx[wandb,tensorboard,mlflow,plots,model2vec,faiss,peft]" in EXTRAS["dev"]
+    assert "peft" not in core and EXTRAS["peft"] == ["peft>=0.21"]
     assert EXTRAS["model2vec"] == ["model2vec>=0.4"]
