@@ -205,10 +205,32 @@ class EvaluatorConfig(_Strict):
 
 
 class ScalingSection(_Strict):
-    num_workers: PositiveInt = 1
+    """``num_workers``: an int, or ``[min, max]`` for an elastic group (Ray Train resizes it to the cluster and
+    the run continues from its newest checkpoint); ``elastic_resize_monitor_interval_s``: how often an elastic
+    group checks whether it can grow (Ray's default 60 s)."""
+
+    num_workers: PositiveInt | tuple[PositiveInt, PositiveInt] = 1
+    elastic_resize_monitor_interval_s: PositiveFloat | None = None
     use_gpu: bool = False
     resources_per_worker: dict[str, Annotated[float, Field(ge=0)]] | None = None
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _int_or_min_max(cls, value: Any) -> Any:
+        """One clear message (not one per union member): an int > 0, or ``[min, max]`` with 0 < min <= max."""
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 1:
+                raise ValueError("Input should be greater than 0 (or a [min, max] pair for an elastic group)")
+            return value
+        pair = isinstance(value, (list, tuple)) and len(value) == 2
+        if pair and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            if not 0 < value[0] <= value[1]:
+                raise ValueError(f"an elastic [min, max] needs 0 < min <= max, got {list(value)}")
+            return tuple(value)
+        raise ValueError("Input should be a number of workers > 0, or a [min, max] pair for an elastic group")
 
 
 class RunSection(_Strict):

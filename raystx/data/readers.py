@@ -657,8 +657,13 @@ def read_parquet_rows(
     return {c: [row[c] for row in out] for c in columns}  # type: ignore[index]
 
 
-def _cache_dir() -> str:
-    return os.path.join(tempfile.gettempdir(), "raystx-data-cache")
+CACHE_DIR_NAME = "raystx-data-cache"
+
+
+def _cache_dir(tag: str | None = None) -> str:
+    """``$TMPDIR/raystx-data-cache`` (``/<tag>`` for a run's own caches, removed when the run ends)."""
+    root = os.path.join(tempfile.gettempdir(), CACHE_DIR_NAME)
+    return os.path.join(root, tag) if tag else root
 
 
 def _cache_key(files: Sequence[str]) -> str:
@@ -671,19 +676,24 @@ def _cache_key(files: Sequence[str]) -> str:
     return h.hexdigest()[:32]
 
 
-def open_parquet_as_dataset(files: Sequence[str], schema: pa.Schema | None = None) -> datasets.Dataset:
+def open_parquet_as_dataset(
+    files: Sequence[str], schema: pa.Schema | None = None, cache_tag: str | None = None
+) -> datasets.Dataset:
     """The staged ``files`` as one memory-mapped ``datasets.Dataset``.
 
     The first call on a machine streams the Parquet files into an Arrow file under the local temp dir
-    (``$TMPDIR/raystx-data-cache``, one per distinct staged copy, guarded by a file lock so that workers of
-    the same node build it once); later calls map that file. Memory use stays flat.
+    (``$TMPDIR/raystx-data-cache[/cache_tag]``, one per distinct staged copy, guarded by a file lock so that
+    workers of the same node build it once); later calls map that file. Memory use stays flat. A run passes its
+    own ``cache_tag`` so that it can remove its caches on every node at the end
+    (``raystx.data.cache_cleanup.remove_run_caches``).
     """
     import datasets
     from filelock import FileLock
 
     schema = schema if schema is not None else parquet_schema(files)
-    os.makedirs(_cache_dir(), exist_ok=True)
-    target = os.path.join(_cache_dir(), _cache_key(files) + ".arrow")
+    cache_dir = _cache_dir(cache_tag)
+    os.makedirs(cache_dir, exist_ok=True)
+    target = os.path.join(cache_dir, _cache_key(files) + ".arrow")
     with FileLock(target + ".lock"):
         if not os.path.exists(target):
             partial = f"{target}.{os.getpid()}.partial"

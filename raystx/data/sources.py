@@ -71,7 +71,8 @@ class TrainingSource:
     trainer uses; ``num_rows`` counts all rows. Exactly one of ``dataset`` (a ``datasets.Dataset`` kept as
     given) and ``staged_files`` (Parquet files written by ``prepare_sources``) is set. ``schema`` is the
     Arrow schema of all the source's columns, ``all_columns`` their names before ``select_columns``,
-    ``origin`` a short description of where the data came from (for messages).
+    ``origin`` a short description of where the data came from (for messages). ``cache_tag`` names the run
+    whose node-local caches of staged data this source's workers write (removed when the run ends).
     """
 
     name: str
@@ -83,6 +84,7 @@ class TrainingSource:
     schema: pa.Schema | None = field(default=None, repr=False)
     all_columns: list[str] = field(default_factory=list)
     origin: str = ""
+    cache_tag: str | None = None
     _opened: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -98,7 +100,7 @@ class TrainingSource:
             if self.dataset is not None:
                 ds = self.dataset
             elif self.staged_files:
-                ds = open_parquet_as_dataset(self.staged_files, self.schema)
+                ds = open_parquet_as_dataset(self.staged_files, self.schema, self.cache_tag)
             else:
                 import datasets
 

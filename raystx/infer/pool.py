@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from raystx.train.workers import max_workers
+
 
 @dataclass(frozen=True)
 class InferencePool:
@@ -33,7 +35,7 @@ class InferencePool:
         ``ray.train.ScalingConfig`` (or anything with those attributes)."""
         resources = getattr(scaling_config, "resources_per_worker", None) or {}
         return cls(
-            num_workers=int(getattr(scaling_config, "num_workers", 1) or 1),
+            num_workers=max_workers(scaling_config),
             use_gpu=bool(getattr(scaling_config, "use_gpu", False)),
             cpus_per_worker=max(1, int(resources.get("CPU", 1))),
             **kwargs,

@@ -125,7 +125,8 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
     # raystx only: how long the driver waits for the Ray Train workers to start (all of them placed at once)
     # before it stops the run with WorkersPendingError; None waits forever (raystx.train.pending)
     max_pending_s: float | None = 600.0
-    # raystx only: keep the staged copy of the datasets ({output_dir}/.raystx-data) after a successful run
+    # raystx only: keep the staged copy of the datasets ({output_dir}/.raystx-data) after a run, and each node's
+    # Arrow cache of it ($TMPDIR/raystx-data-cache/<run tag>, raystx.data.cache_cleanup); both are removed otherwise
     keep_staged_data: bool = False
 
     def __post_init__(self) -> None:

@@ -192,11 +192,15 @@ def scaling_config(section: ScalingSection | dict[str, Any] | None = None) -> An
             section = ScalingSection.model_validate(section or {})
         except ValidationError as exc:
             raise format_errors(exc, "scaling", section="scaling") from None
+    extra = {}
+    if section.elastic_resize_monitor_interval_s is not None:
+        extra["elastic_resize_monitor_interval_s"] = section.elastic_resize_monitor_interval_s
     return ScalingConfig(
         num_workers=section.num_workers,
         use_gpu=section.use_gpu,
         resources_per_worker=section.resources_per_worker,
         placement_strategy=section.placement_strategy,
+        **extra,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from raystx.config import ExperimentConfig
+from raystx.train.workers import max_workers
 
 
 def check_config(config: ExperimentConfig) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def check_config(config: ExperimentConfig) -> dict[str, Any]:
     validate_sources(
         sources,
         losses,
-        global_batch_size=args.per_device_train_batch_size * config.scaling.num_workers,
+        global_batch_size=args.per_device_train_batch_size * max_workers(config.scaling),
         drop_last=args.dataloader_drop_last,  # as the trainer
     )
     evaluator = build_evaluator(config.evaluator) if config.evaluator is not None else None

@@ -40,16 +40,26 @@ def check_fits(need: Mapping[str, float], total: Mapping[str, float], *, what: s
 
 def scaling_need(scaling: Any) -> dict[str, float]:
     """Total resources of a ``ScalingConfig``'s workers (``num_workers`` x per-worker, with ``GPU`` for
-    ``use_gpu``), as Ray Train reserves them in one placement group."""
-    return {k: float(v) for k, v in scaling.total_resources.items() if v}
+    ``use_gpu``), as Ray Train reserves them in one placement group. An elastic group
+    (``num_workers=(min, max)``) needs only its ``min`` workers to start."""
+    from raystx.train.workers import min_workers
+
+    count = min_workers(scaling)
+    need = dict(getattr(scaling, "_trainer_resources_not_none", None) or {})
+    for key, value in getattr(scaling, "_resources_per_worker_not_none", {}).items():
+        need[key] = need.get(key, 0.0) + float(value) * count
+    return {k: float(v) for k, v in need.items() if v}
 
 
 def describe_scaling(scaling: Any) -> str:
     """``ScalingConfig(num_workers=4, use_gpu=False, resources_per_worker={'CPU': 1})`` in words."""
     per_worker = {k: float(v) for k, v in getattr(scaling, "_resources_per_worker_not_none", {}).items() if v}
+    from raystx.train.workers import is_elastic, min_workers
+
+    at_least = " at least" if is_elastic(scaling) else ""
     return (
-        f"ScalingConfig(num_workers={scaling.num_workers}, use_gpu={bool(scaling.use_gpu)}) asks for "
-        f"{scaling.num_workers} x {_fmt(per_worker)} = {_fmt(scaling_need(scaling))}"
+        f"ScalingConfig(num_workers={scaling.num_workers}, use_gpu={bool(scaling.use_gpu)}) asks for{at_least} "
+        f"{min_workers(scaling)} x {_fmt(per_worker)} = {_fmt(scaling_need(scaling))}"
     )
 
 

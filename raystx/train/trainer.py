@@ -27,6 +27,7 @@ from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.driver import BestCheckpoint, TrainOutput, collect, launch, ray_train_logging
 from raystx.train.trial_call import build_loss, call_model_init
 from raystx.train.worker import WorkerPayload
+from raystx.train.workers import max_workers, trained_world_size
 
 logger = logging.getLogger("raystx.train")
 
@@ -222,7 +223,7 @@ class SentenceTransformerTrainer:
         matched = validate_sources(
             sources,
             losses,
-            global_batch_size=self.args.per_device_train_batch_size * int(scaling.num_workers or 1),
+            global_batch_size=self.args.per_device_train_batch_size * max_workers(scaling),  # strictest size
             drop_last=self.args.dataloader_drop_last,
         )
         self._label_kinds = {n: matched[n].label for n in sources}  # the contract each dataset matched
@@ -251,9 +252,10 @@ class SentenceTransformerTrainer:
         resources, ``metric_for_best_model`` against the metrics the run logs, a resumed checkpoint against the
         model and losses (``raystx.train.preflight.check_run_start``). The run then holds the run folder's lock
         (``raystx.train.run_lock``; a second run on it fails at once); SIGTERM/SIGINT stop it with
-        ``RunInterrupted`` (``raystx.train.signals``). At the end the staged data copy is removed unless
-        ``keep_staged_data``.
+        ``RunInterrupted`` (``raystx.train.signals``). At the end the staged data copy and every node's cache of it
+        (``raystx.data.cache_cleanup``) are removed unless ``keep_staged_data``.
         """
+        from raystx.data.cache_cleanup import new_cache_tag, remove_run_caches
         from raystx.ray_init import ensure_ray
         from raystx.train.preflight import check_run_start
         from raystx.train.run_lock import RunLock
@@ -264,6 +266,7 @@ class SentenceTransformerTrainer:
             self.args.resume_from_checkpoint = resume_from_checkpoint
         run_config = self._run_config()
         run_dir = join(run_config.storage_path, run_config.name)
+        self._cache_tag = new_cache_tag()  # the nodes' caches of this run's staged data, removed at the end
         ensure_ray()  # first: ray.init installs its own SIGTERM handler, which the block below overrides
         created = not is_uri(run_dir) and not Path(run_dir).exists()
         with interrupt_handlers(self.args.output_dir):
@@ -275,6 +278,7 @@ class SentenceTransformerTrainer:
                     finally:  # staged data is re-staged by any later run (a resume too)
                         if not self.args.keep_staged_data:
                             delete_tree(join(run_dir, STAGING_DIR))
+                            remove_run_caches(self._cache_tag)
             except BaseException:
                 if created:
                     _remove_if_only_bookkeeping(Path(run_dir))
@@ -350,6 +354,11 @@ class SentenceTransformerTrainer:
         if isinstance(self.args.resume_from_checkpoint, str):
             resume_path = str(Path(self.args.resume_from_checkpoint).absolute())
         metric, mode = self._best_metric()
+        tag = getattr(self, "_cache_tag", None)
+        if tag:
+            from raystx.data.cache_cleanup import tag_sources
+
+            tag_sources([*sources.values(), *(self._eval or {}).values()], tag)
         return WorkerPayload(
             model=self.model,
             losses=losses,
@@ -399,7 +408,7 @@ class SentenceTransformerTrainer:
                 args=self.args,
                 log_history=out.log_history,
                 evaluator=self.evaluator,
-                world_size=int(self._scaling().num_workers or 1),
+                world_size=trained_world_size(out.checkpoint_path, self._scaling()),
                 training_time_s=seconds,
                 best_step=best_step,
             )

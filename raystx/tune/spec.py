@@ -33,6 +33,7 @@ from raystx.config import (
     read_raw,
     validate_experiment,
 )
+from raystx.train.workers import max_workers
 from raystx.tune.settings import TuneSettings
 from raystx.tune.space import SearchSpace, SearchSpaceError, apply_assignments
 
@@ -194,7 +195,7 @@ def prepare_trials(spec: SweepSpec, staging_dir: str | Path, limit: int = 64) ->
             losses = build_losses(config, model)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        workers = (scaling_override or config.scaling).num_workers
+        workers = max_workers(scaling_override or config.scaling)
         batch = int(config.args.get("per_device_train_batch_size", 8)) * workers
         try:
             validate_sources(prepared[key].sources, losses, global_batch_size=batch)

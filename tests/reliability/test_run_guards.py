@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -371,6 +372,9 @@ def test_ray_wrappers_are_unwrapped_to_the_original_exception():
 # ------------------------------------------------------------------------------------------------ clean finish
 @pytest.mark.ray
 def test_staged_data_is_removed_after_a_successful_run_unless_kept(ray_session, tiny_bert_dir, tmp_path):
+    """The staged copy in the run folder and the workers' Arrow caches of it in the temp dir
+    (``$TMPDIR/raystx-data-cache/<run tag>``) are gone after a run; ``keep_staged_data`` keeps both."""
+    from raystx.data.readers import _cache_dir
     from raystx.train.run_lock import LOCK_FILE
     from raystx.train.trainer import STAGING_DIR
 
@@ -380,10 +384,15 @@ def test_staged_data_is_removed_after_a_successful_run_unless_kept(ray_session, 
     names = sorted(p.name for p in out.iterdir())
     assert STAGING_DIR not in names and LOCK_FILE not in names
     assert "checkpoint-2" in names
+    assert trainer._cache_tag and not Path(_cache_dir(trainer._cache_tag)).exists()
 
     kept = tmp_path / "kept"
-    _trainer(tiny_bert_dir, kept, data=str(_write_csv(tmp_path / "pairs.csv")), keep_staged_data=True).train()
+    keeper = _trainer(tiny_bert_dir, kept, data=str(_write_csv(tmp_path / "pairs.csv")), keep_staged_data=True)
+    keeper.train()
     assert any((kept / STAGING_DIR).rglob("*.parquet"))
+    cached = Path(_cache_dir(keeper._cache_tag))  # the workers did write their cache there
+    assert [p.suffix for p in cached.glob("*.arrow")] == [".arrow"]
+    shutil.rmtree(cached)
 
 
 def _write_csv(path: Path) -> Path:

@@ -209,3 +209,21 @@ def test_model_only_checkpoints_hold_no_optimizer_state_and_are_not_resumed_from
         from raystx.train.checkpoint import restore_checkpoint
 
         restore_checkpoint(final, rank=0, model=model, losses={}, optimizer=None, scheduler=None)
+
+
+def test_a_local_run_leaves_no_temporary_checkpoint_folders(tiny_bert_dir, tmp_path, monkeypatch):
+    """The loop writes each checkpoint to a temporary folder that the runtime copies into the run folder; the
+    temporary copy is deleted after (it used to pile up in the temp dir, one per save)."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    model = SentenceTransformer(str(tiny_bert_dir))
+    train_worker(_payload(tmp_path / "run", model), LocalRuntime(tmp_path / "run"))
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == [
+        "checkpoint-2",
+        "checkpoint-4",
+        "checkpoint-6",
+    ]
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("raystx-ckpt-")] == []

@@ -21,6 +21,9 @@ SECRETS = {
     "HF_TOKEN": "hf_FAKEsecretTOKENvalue0123456789",
     "WANDB_API_KEY": "0123456789abcdef0123456789abcdef01234567",
     "MY_SERVICE_PASSWORD": "pw-FAKE-9f8e7d6c5b4a",
+    # object storage credentials (test_s3.py checks them end to end against a local S3 server)
+    "AWS_SECRET_ACCESS_KEY": "FAKEawsSECRETkey0123456789abcdefABCD",
+    "AWS_SESSION_TOKEN": "FAKEawsSESSIONtoken0123456789",
 }
 
 

@@ -1,0 +1,85 @@
+"""Training against real object storage: an S3 API on localhost (``moto`` server mode), run in a fresh process
+(``s3_script.py``) whose own local Ray inherits the endpoint and the fake credentials from its environment.
+
+Data read from ``s3://``, staged to and checkpointed on ``s3://`` (``output_dir`` an S3 URI), resumed from S3,
+the staged copy removed from the bucket at the end; the secret key appears in no local file (the runs' nor
+Ray's logs and session files). The process also checks that the secret does reach the workers through the
+environment, else the scan would prove nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("moto")
+
+pytestmark = pytest.mark.ray
+
+
+SCRIPT = Path(__file__).with_name("s3_script.py")
+sys.path.insert(0, str(SCRIPT.parent))
+from s3_script import SECRET  # noqa: E402
+
+
+def _run_script(tmp_path: Path, *mode: str) -> tuple[dict, subprocess.CompletedProcess, list[str]]:
+    """Run s3_script.py; its RESULT, the process, and the local files (outputs, Ray's) holding the secret."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("AWS_")}
+    ray_temp = Path(tempfile.mkdtemp(prefix="raystx-s3-ray-"))
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPT), str(tmp_path), str(ray_temp), *mode],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        written = _files_holding(SECRET, tmp_path) + _files_holding(SECRET, ray_temp)
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-6000:]
+    return json.loads(lines[-1][len("RESULT ") :]), proc, written
+
+
+def test_train_stage_checkpoint_and_resume_on_s3(tmp_path):
+    result, proc, written = _run_script(tmp_path)
+
+    assert result["worker_sees_secret"]  # so the scan below would catch a worker writing it
+    assert result["first_step"] == 4 and result["first_checkpoints"] == ["checkpoint-2", "checkpoint-4"]
+    assert result["second_step"] == 6 and result["final_state"] == 6
+    assert result["second_checkpoints"] == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    # the resumed run's history continues the first one's: steps 1-4 from the checkpoint, 5-6 trained now
+    assert result["second_logged_steps"] == [1, 2, 3, 4, 5, 6]
+    assert result["staging_left"] == []
+
+    assert not written, f"the S3 secret key landed in files: {written}"
+    assert SECRET not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_a_sigkilled_worker_resumes_from_s3_as_if_uninterrupted(tmp_path):
+    result, _, written = _run_script(tmp_path, "kill")
+    assert result["killed"] and result["worker_processes"] == 4  # 2 workers x 2 attempts
+    assert result["global_step"] == 6 and result["logged_steps"] == [1, 2, 3, 4, 5, 6]
+    assert result["max_weight_diff"] <= 1e-5  # the same weights as the uninterrupted run
+    assert not written, f"the S3 secret key landed in files: {written}"
+
+
+def _files_holding(secret: str, root: Path) -> list[str]:
+    """Regular files under ``root`` (the runs' outputs, Ray's session logs) whose bytes contain ``secret``."""
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size < 200 * 2**20:
+            try:
+                if secret.encode() in path.read_bytes():
+                    found.append(str(path))
+            except OSError:  # a socket or a file removed meanwhile
+                continue
+    return found
