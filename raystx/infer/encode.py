@@ -77,9 +77,8 @@ class EncodeReplica:
             if out.shape[1] != emb.shape[1]:
                 out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
             out[rows] = emb
-        result = {key: value for key, value in batch.items() if key != self.text_column}
-        if "id" in result:
-            result["id"] = np.asarray(result["id"], dtype=np.int64)
+        result = {"id": np.asarray(batch["id"], dtype=np.int64)} if "id" in batch else {}
+        result.update((key, value) for key, value in batch.items() if key not in (self.text_column, "id"))
         if not self.as_arrow:
             return {**result, "embedding": out}
         import pyarrow as pa
