@@ -190,7 +190,7 @@ def encode_to_parquet(
                 "default_role": role,
                 "as_arrow": True,
             },
-            batch_size=pool.rows_per_block,
+            batch_size=max(batch_size, min(pool.rows_per_block, -(-rows // (4 * pool.num_workers)))),
             batch_format="numpy",
             compute=ActorPoolStrategy(size=pool.num_workers),
             num_cpus=pool.cpus_per_worker,
