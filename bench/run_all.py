@@ -37,6 +37,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "scaling": ([], ["--steps", "4", "--warmup", "1"]),
     "first_step": ([], []),
     "encode": ([], ["--sentences", "400", "--repeats", "2"]),
+    "encode_pool": ([], ["--sentences", "600"]),
     "memory": ([], ["--steps", "3"]),
     "data": ([], ["--batches", "10", "--train-steps", "2"]),
     "losses": ([], ["--batches", "32,128"]),

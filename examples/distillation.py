@@ -1,7 +1,8 @@
 """Knowledge distillation with MSELoss: a smaller student learns to reproduce a teacher's embeddings.
 
-The teacher (all-MiniLM-L6-v2, 6 layers) embeds the training sentences once, on the driver; those vectors are
-the ``label`` column. The student is the teacher with only some of its layers kept (the sentence-transformers
+The teacher (all-MiniLM-L6-v2, 6 layers) embeds the training sentences once, on a Ray Data actor pool of
+teacher replicas (``raystx.infer.teacher.teacher_embeddings``, one replica per worker); those vectors are the
+``label`` column. The student is the teacher with only some of its layers kept (the sentence-transformers
 "layer reduction" recipe: layers 0, 2, 4), so it starts close and becomes about twice as fast. ``MSELoss``
 trains it on 2 Ray workers; ``MSEEvaluator`` (negative MSE x100 between teacher and student embeddings of
 held-out sentences) and STS-B dev Spearman are reported for teacher and student.
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from raystx import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from raystx.evaluation import EmbeddingSimilarityEvaluator, MSEEvaluator, SequentialEvaluator
+    from raystx.infer.teacher import teacher_embeddings
     from raystx.losses import MSELoss
 
     out = output_dir(args, "distillation")
@@ -83,9 +85,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     student = layer_reduced(teacher, keep)
     train_sentences, dev_sentences, sts_dev = load_sentences(args)
 
-    # The teacher runs once, here on the driver: its embeddings are the training labels.
-    labels = teacher.encode(train_sentences, batch_size=64, convert_to_numpy=True)
-    train_dataset = datasets.Dataset.from_dict({"sentence": train_sentences, "label": labels.tolist()})
+    # The teacher runs once, on one Ray actor replica per worker: its embeddings are the training labels.
+    init_ray(args.workers)
+    train_dataset = teacher_embeddings(
+        datasets.Dataset.from_dict({"sentence": train_sentences}),
+        teacher,
+        "sentence",
+        batch_size=64,
+        scaling_config=scaling_config(args.workers),
+    )
     evaluator = SequentialEvaluator(
         [
             MSEEvaluator(dev_sentences, dev_sentences, teacher_model=teacher, name="distill-dev"),
@@ -100,7 +108,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     before = evaluator(student)
     report("student before ", before, keys)
 
-    init_ray(args.workers)
     trainer = SentenceTransformerTrainer(
         model=student,
         args=SentenceTransformerTrainingArguments(
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "after": after,
         "keep_layers": keep,
         "model_path": str(final),
+        "train_dataset": train_dataset,
         "train_output": result,
     }
 

@@ -4,7 +4,7 @@
     raystx train CONFIG.yaml [--set ...] [--resume]     train on Ray; saves the final model to save_model_to
     raystx tune SWEEP.yaml [--set ...] [--resume]       sweep the config's `search:` space with Ray Tune + Optuna
     raystx eval CONFIG.yaml --model PATH                run the config's evaluator on a saved model
-    raystx encode MODEL_PATH INPUT.txt OUTPUT.npy       embed one sentence per line
+    raystx encode MODEL_PATH INPUT... -o OUT_DIR         embed a text column on Ray workers; writes Parquet
     raystx mine CONFIG.yaml [--set ...]                 mine hard negatives on Ray; writes Parquet
 
 Exit status is non-zero on any failure, so ``ray job submit`` reports the training's own status.
@@ -145,22 +145,33 @@ def evaluate(
 @app.command()
 def encode(
     model: str,
-    input_file: Path,
-    output_file: Path,
+    inputs: Annotated[list[str], typer.Argument(help="input files/dirs/globs (csv, tsv, jsonl, parquet, txt)")],
+    output: Annotated[str, typer.Option("--output", "-o", help="output directory of Parquet files")],
+    text_column: Annotated[str, typer.Option(help="the column holding the texts (.txt: 'text')")] = "text",
+    id_column: Annotated[str | None, typer.Option(help="an input column copied to the output")] = None,
+    role: Annotated[str, typer.Option(help="plain | query | document (their prompts)")] = "plain",
+    prompt: Annotated[str | None, typer.Option(help="prompt text put before every input")] = None,
+    prompt_name: Annotated[str | None, typer.Option(help="one of the model's prompts")] = None,
+    normalize: Annotated[bool, typer.Option(help="L2-normalise the embeddings")] = False,
     batch_size: int = 32,
-    normalize: bool = False,
+    num_workers: Annotated[int, typer.Option(help="model replicas (Ray actors)")] = 1,
+    cpus_per_worker: Annotated[int, typer.Option(help="CPUs (torch threads) per replica")] = 1,
+    gpus_per_worker: Annotated[int, typer.Option(help="0 or 1 GPU per replica")] = 0,
 ) -> None:
-    """Embed one sentence per line of INPUT_FILE and write a .npy matrix."""
-    import numpy as np
+    """Embed the texts of INPUTS on NUM_WORKERS Ray model replicas and write Parquet (id, embedding)."""
+    from raystx.infer.bulk import encode_to_parquet
 
-    from raystx.models import SentenceTransformer
-
-    lines = [
-        line.rstrip("\n") for line in input_file.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
-    emb = SentenceTransformer(model).encode(lines, batch_size=batch_size, normalize_embeddings=normalize)
-    np.save(output_file, emb)
-    typer.echo(f"wrote {emb.shape[0]} x {emb.shape[1]} embeddings to {output_file}")
+    if gpus_per_worker not in (0, 1):
+        _fail(ValueError(f"--gpus-per-worker must be 0 or 1, got {gpus_per_worker}"))
+    try:
+        summary = encode_to_parquet(
+            inputs, model, output, text_column=text_column, id_column=id_column, role=role, prompt=prompt,
+            prompt_name=prompt_name, normalize_embeddings=normalize, batch_size=batch_size,
+            num_workers=num_workers, cpus_per_worker=cpus_per_worker, use_gpu=bool(gpus_per_worker),
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()

@@ -10,6 +10,7 @@ sharded search (exact blocked matmul, or faiss ``IndexFlatIP`` per shard). The d
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from collections import Counter
@@ -191,8 +192,11 @@ def mine_hard_negatives(
         _check_prompt(model, corpus_prompt_name, "corpus_prompt_name")
 
     # unique texts: the corpus (given corpus, then positives), the queries; positives per unique query
-    full_corpus = list(dict.fromkeys([*(corpus if corpus is not None else []), *rows_positive]))
-    corpus_id = {text: i for i, text in enumerate(full_corpus)}
+    # (an id map of the positives only: one of the whole corpus would cost ~90 MiB per million passages)
+    full_corpus = list(dict.fromkeys(itertools.chain(corpus if corpus is not None else [], rows_positive)))
+    wanted = set(rows_positive)
+    corpus_id = {text: i for i, text in enumerate(full_corpus) if text in wanted}
+    del wanted
     queries = list(dict.fromkeys(rows_anchor))
     query_id = {text: i for i, text in enumerate(queries)}
     positive_ids: list[list[int]] = [[] for _ in queries]

@@ -268,9 +268,15 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
         normalize_embeddings: bool = False,
         truncate_dim: int | None = None,
         task: str | None = None,
+        pool: Any = None,
+        chunk_size: int | None = None,
         **kwargs: Any,
     ) -> np.ndarray | Tensor | list[Any]:
         """Embed ``sentences`` (a string gives a 1-D result, a list a 2-D one, rows in input order).
+
+        ``pool`` (what ``start_multi_process_pool`` returns, an ``InferencePool`` or a ``ScalingConfig``) or a
+        list ``device`` spreads the texts over a Ray Data actor pool of model replicas, ``chunk_size`` texts
+        at a time (``raystx.infer.model_pool``); the result is the same as encoding here.
 
         Inputs are sorted longest-first so each batch pads little, run under ``torch.inference_mode`` in eval
         mode (the previous train/eval mode is restored), and put back in input order. ``precision`` other than
@@ -292,11 +298,17 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
         texts = [sentences] if single else list(sentences)
         prompt_text = self.resolve_prompt(prompt, prompt_name)
         truncate_dim = truncate_dim if truncate_dim is not None else self.truncate_dim
+        task_kwargs = {"task": task} if task is not None and isinstance(self._first_module(), Router) else {}
+        if pool is not None or isinstance(device, (list, tuple)):
+            stacked = self._encode_on_pool(
+                texts, pool, device, output_value, prompt_text, batch_size, normalize_embeddings,
+                truncate_dim, task_kwargs.get("task"), chunk_size,
+            )  # fmt: skip
+            return self._convert(stacked, single, precision, convert_to_numpy, convert_to_tensor)
         if device is not None:
             self.to(device)
         run_device = self.device
 
-        task_kwargs = {"task": task} if task is not None and isinstance(self._first_module(), Router) else {}
         order = sorted(range(len(texts)), key=lambda i: -_text_length(texts[i]))
         results: list[Any] = [None] * len(texts)
         was_training = self.training
@@ -326,6 +338,12 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
             stacked = torch.empty((0, self.get_sentence_embedding_dimension() or 0))
         else:
             stacked = torch.stack(results)
+        return self._convert(stacked, single, precision, convert_to_numpy, convert_to_tensor)
+
+    def _convert(
+        self, stacked: Tensor, single: bool, precision: str, convert_to_numpy: bool, convert_to_tensor: bool
+    ) -> Any:
+        """The (n, dim) embeddings as ``encode`` returns them: quantized, numpy/tensor/list, 1-D if single."""
         if precision != "float32":
             quantized = quantize_embeddings(stacked, precision)
             out_value: Any = torch.from_numpy(quantized) if convert_to_tensor else quantized
@@ -342,6 +360,61 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
         else:
             out_value = list(stacked)
         return out_value[0] if single else out_value
+
+    def _encode_on_pool(
+        self,
+        texts: list[Any],
+        pool: Any,
+        device: Any,
+        output_value: str | None,
+        prompt: str | None,
+        batch_size: int,
+        normalize: bool,
+        truncate_dim: int | None,
+        task: str | None,
+        chunk_size: int | None,
+    ) -> Tensor:
+        """``encode``'s float32 (n, dim) result computed by a Ray actor pool of replicas of this model."""
+        from raystx.infer.model_pool import encode_on_pool, resolve_pool
+
+        if output_value != "sentence_embedding":
+            raise ValueError(
+                f"encode(pool=...) returns sentence embeddings only; output_value={output_value!r} needs "
+                "encoding in this process (pool=None)"
+            )
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError("encode(pool=...) takes texts (str) only; encode other inputs with pool=None")
+        encode_pool = resolve_pool(self, pool, device)
+        try:
+            emb = encode_on_pool(
+                texts, encode_pool, prompt=prompt, batch_size=batch_size, normalize=normalize,
+                truncate_dim=truncate_dim, task=task, chunk_size=chunk_size,
+            )  # fmt: skip
+        finally:
+            if encode_pool is not pool:
+                encode_pool.close()
+        if not texts:
+            return torch.empty((0, self.get_sentence_embedding_dimension() or 0))
+        return torch.from_numpy(emb)
+
+    def start_multi_process_pool(self, target_devices: list[str] | None = None, **scaling: Any) -> Any:
+        """A Ray encode pool for ``encode(..., pool=...)``: one model replica per entry of ``target_devices``
+        (default: one per cluster GPU, else 4 CPU replicas), or ``num_workers``/``use_gpu``/
+        ``cpus_per_worker``/``scaling_config`` keywords. The model is snapshotted now."""
+        from raystx.infer.model_pool import start_encode_pool
+
+        return start_encode_pool(self, target_devices, **scaling)
+
+    @staticmethod
+    def stop_multi_process_pool(pool: Any) -> None:
+        """Release a pool from ``start_multi_process_pool``."""
+        from raystx.infer.model_pool import stop_encode_pool
+
+        stop_encode_pool(pool)
+
+    def encode_multi_process(self, sentences: Sequence[str], pool: Any, **kwargs: Any) -> Any:
+        """Deprecated in sentence-transformers: ``encode(sentences, pool=pool, ...)``."""
+        return self.encode(sentences, pool=pool, **kwargs)
 
     @staticmethod
     def _collect(

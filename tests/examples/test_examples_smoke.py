@@ -228,6 +228,10 @@ def test_distillation(ray_session, tmp_path):
     assert after == pytest.approx(expected["distill-dev_negative_mse"], rel=1e-4, abs=1e-7)
     assert out["teacher_metrics"]["distill-dev_negative_mse"] == 0.0  # the teacher is its own target
     assert after > out["before"]["distill-dev_negative_mse"]  # the student moved towards the teacher
+    # the labels came from the teacher replicas on Ray: they are the teacher's embeddings (same order)
+    labels = np.array(out["train_dataset"]["label"])
+    expected = out["teacher"].encode(out["train_dataset"]["sentence"])
+    np.testing.assert_allclose(labels, expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.ray

@@ -31,9 +31,10 @@ def synthetic_passages(n: int) -> list[str]:
 class PeakRSS:
     """Samples this process's RSS in a thread; ``peak`` in bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float = 0.05) -> None:
         import psutil
 
+        self.interval = interval
         self.process = psutil.Process()
         self.peak = self.process.memory_info().rss
         self._stop = threading.Event()
@@ -42,7 +43,7 @@ class PeakRSS:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.05)
+            time.sleep(self.interval)
 
     def __enter__(self) -> PeakRSS:
         self._thread.start()
