@@ -135,6 +135,13 @@ def _quiet_logs(quiet: bool) -> Iterator[None]:
         log.setLevel(level)
 
 
+def _call(evaluator: Any, model: Any, output_path: str | None, epoch: int, steps: int) -> dict[str, float]:
+    """``evaluator(model)`` when the other arguments are the defaults (a plain callable may take only the model)."""
+    if output_path is None and epoch == -1 and steps == -1:
+        return evaluator(model)
+    return evaluator(model, output_path, epoch, steps)
+
+
 def run_evaluator(
     evaluator: Any, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1
 ) -> dict[str, float] | None:
@@ -145,16 +152,16 @@ def run_evaluator(
     written once); any other runs on rank 0 alone, as an unsharded evaluation would.
     """
     if not is_distributed():
-        return evaluator(model, output_path, epoch, steps)
+        return _call(evaluator, model, output_path, epoch, steps)
     rank = get_rank()
     if is_shardable(evaluator):
         with sharded_encoding(), _quiet_logs(rank != 0):
-            metrics = evaluator(model, output_path if rank == 0 else None, epoch, steps)
+            metrics = _call(evaluator, model, output_path if rank == 0 else None, epoch, steps)
         return metrics if rank == 0 else None
     if rank != 0:
         return None
     with rank_local():
-        return evaluator(model, output_path, epoch, steps)
+        return _call(evaluator, model, output_path, epoch, steps)
 
 
 def run_child(
