@@ -69,11 +69,12 @@ class EvaluatorSpec(_Strict):
 
 
 class EvalScaling(_Strict):
-    """How many Ray workers encode (``0``: in this process, no Ray)."""
+    """How many Ray workers encode (``0``: in this process, no Ray); ``cpus_per_worker`` is the Ray resource each
+    reserves and its torch thread count (at least 1)."""
 
     num_workers: int = Field(2, ge=0)
     use_gpu: bool = False
-    cpus_per_worker: PositiveInt = 1
+    cpus_per_worker: PositiveFloat = 1.0
 
 
 class EvalJobConfig(_Strict):

@@ -99,7 +99,10 @@ def _on_ray(config: EvalJobConfig, model: Any, evaluators: list[Any]) -> tuple[l
     storage = config.storage_path or tempfile.mkdtemp(prefix="raystx-evaluate-")
     trainer = TorchTrainer(
         _worker,
-        train_loop_config={"payload": [ray.put((model, evaluators))], "threads": scaling.cpus_per_worker},
+        train_loop_config={
+            "payload": [ray.put((model, evaluators))],
+            "threads": max(1, int(scaling.cpus_per_worker)),
+        },
         scaling_config=ScalingConfig(
             num_workers=scaling.num_workers,
             use_gpu=scaling.use_gpu,
