@@ -13,7 +13,6 @@ also written to ``output_dir`` as ``metrics.json`` and ``metrics.md``.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -65,10 +64,26 @@ def evaluate_all(evaluators: list[Any], model: Any) -> list[dict[str, Any]] | No
     return entries if get_rank() == 0 else None
 
 
+class ResultBox:
+    """A zero-CPU Ray actor that holds rank 0's result for the driver (Ray Train 2.60's ``Result.metrics``
+    keeps only metrics reported with a checkpoint, and this job writes none)."""
+
+    def __init__(self) -> None:
+        self.value: Any = None
+
+    def put(self, value: Any) -> None:
+        self.value = value
+
+    def get(self) -> Any:
+        return self.value
+
+
 def _worker(config: dict[str, Any]) -> None:
-    """On every Ray Train worker: fetch model and evaluators, evaluate sharded, rank 0 reports the entries."""
+    """On every Ray Train worker: fetch model and evaluators, evaluate sharded; rank 0 hands its entries and the
+    evaluation's wall time to the driver's ``ResultBox``."""
     import ray
     import ray.train
+    import ray.train.torch
     import torch
 
     from raystx.train.driver import quiet_report_lines
@@ -76,14 +91,13 @@ def _worker(config: dict[str, Any]) -> None:
     quiet_report_lines()
     torch.set_num_threads(config["threads"])
     model, evaluators = ray.get(config["payload"][0])
-    device = ray.train.torch.get_device()
-    model.to(device)
+    model.to(ray.train.torch.get_device())
     model.eval()
     started = time.perf_counter()
     entries = evaluate_all(evaluators, model)
     seconds = time.perf_counter() - started
-    rank = ray.train.get_context().get_world_rank()
-    ray.train.report({"entries_json": json.dumps(entries) if rank == 0 else "", "eval_seconds": seconds})
+    if entries is not None:  # rank 0
+        ray.get(config["box"].put.remote((entries, seconds)))
 
 
 def _on_ray(config: EvalJobConfig, model: Any, evaluators: list[Any]) -> tuple[list[dict[str, Any]], float]:
@@ -97,11 +111,13 @@ def _on_ray(config: EvalJobConfig, model: Any, evaluators: list[Any]) -> tuple[l
     ensure_ray()
     scaling = config.scaling
     storage = config.storage_path or tempfile.mkdtemp(prefix="raystx-evaluate-")
+    box = ray.remote(num_cpus=0)(ResultBox).remote()
     trainer = TorchTrainer(
         _worker,
         train_loop_config={
             "payload": [ray.put((model, evaluators))],
             "threads": max(1, int(scaling.cpus_per_worker)),
+            "box": box,
         },
         scaling_config=ScalingConfig(
             num_workers=scaling.num_workers,
@@ -114,10 +130,14 @@ def _on_ray(config: EvalJobConfig, model: Any, evaluators: list[Any]) -> tuple[l
     )
     try:
         with train_environment():
-            result = trainer.fit()
+            trainer.fit()
     except Exception as exc:
         raise unwrap_worker_error(exc) from exc
-    return json.loads(result.metrics["entries_json"]), float(result.metrics["eval_seconds"])
+    try:
+        entries, seconds = ray.get(box.get.remote())
+    finally:
+        ray.kill(box)
+    return entries, float(seconds)
 
 
 def run_evaluation(config: EvalJobConfig, evaluators: list[Any] | None = None) -> dict[str, Any]:
