@@ -27,11 +27,24 @@ pytestmark = pytest.mark.slow
 EVAL = shlex.join(["python", "jobs/eval.py", "--config", "jobs/configs/eval.yaml"])
 
 
-def _evaluators(smoke_dir: Path) -> str:
+def _distinct_pairs(smoke_dir: Path, path: Path) -> Path:
+    """The smoke STS rows whose two sentences differ: an identical pair scores cosine 1 up to float noise, and
+    noise between such ties (threads, batch shapes) reorders them in the Spearman ranking."""
+    from jobs.smoke_assets import write_tsv
+    from raystx.train.build import read_table
+
+    frame = read_table(str(smoke_dir / "stsb" / "validation.tsv"))
+    rows = [
+        (a, b, float(s)) for a, b, s in zip(frame["sentence1"], frame["sentence2"], frame["score"]) if a != b
+    ]
+    return write_tsv(path, rows)
+
+
+def _evaluators(path: Path) -> str:
     spec = [
         {
             "type": "EmbeddingSimilarityEvaluator",
-            "path": str(smoke_dir / "stsb" / "validation.tsv"),
+            "path": str(path),
             "columns": {"sentences1": "sentence1", "sentences2": "sentence2", "scores": "score"},
             "score_scale": 5.0,
             "kwargs": {"name": "smoke-dev"},
@@ -46,13 +59,14 @@ def test_eval_job_writes_the_direct_metrics(head, client, tmp_path):  # noqa: F8
     from raystx.train.build import read_table
 
     out = tmp_path / "eval-out"
+    pairs = _distinct_pairs(head.smoke_dir, tmp_path / "sts.tsv")
     entrypoint = " ".join(
         [
             EVAL,
             "--model",
             shlex.quote(str(head.smoke_dir / "model")),
             "--set",
-            shlex.quote(_evaluators(head.smoke_dir)),
+            shlex.quote(_evaluators(pairs)),
             "--set",
             shlex.quote(f"output_dir={out}"),
             "--set",
@@ -68,7 +82,7 @@ def test_eval_job_writes_the_direct_metrics(head, client, tmp_path):  # noqa: F8
     report = json.loads((out / "metrics.json").read_text())
     assert report["num_workers"] == 2 and (out / "metrics.md").is_file()
 
-    frame = read_table(str(head.smoke_dir / "stsb" / "validation.tsv"))
+    frame = read_table(str(pairs))
     evaluator = EmbeddingSimilarityEvaluator(
         frame["sentence1"].tolist(),
         frame["sentence2"].tolist(),
