@@ -42,6 +42,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "data": ([], ["--batches", "10", "--train-steps", "2"]),
     "losses": ([], ["--batches", "32,128"]),
     "evaluators": ([], ["--corpus-size", "1000", "--num-queries", "50", "--repeats", "1", "--replays", "1"]),
+    "eval": ([], ["--passages", "500", "--queries", "50", "--repeats", "1"]),
     "quality": ([], ["--train-rows", "320", "--nli-rows", "320", "--eval-rows", "300"]),
     "failure": ([], ["--steps", "6", "--save-steps", "2", "--kill-step", "4"]),
     "tune": ([], None),  # owned elsewhere; gets --quick only if its --help offers it

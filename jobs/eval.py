@@ -1,8 +1,12 @@
-"""Evaluate a saved model with a config's evaluator: the ``ray job submit`` entry point over ``raystx eval``.
+"""Evaluate a saved model with the evaluators of a config on Ray workers: the ``ray job submit`` entry point over
+``raystx evaluate``.
 
-    python jobs/eval.py --config jobs/configs/train.yaml --model /path/to/model [--set key=value ...]
+    RAYSTX_DATA_DIR=../shared/data python jobs/eval.py --config jobs/configs/eval.yaml [--model DIR] [--set k=v ...]
 
-Prints the evaluator's metrics as JSON; exit status 0 on success, 1 on failure, 2 for a bad config.
+Every evaluator's encoding is split across ``scaling.num_workers`` Ray workers; the metrics are written to the
+config's ``output_dir`` as ``metrics.json`` and ``metrics.md`` and printed as JSON. ``--model`` sets
+``model.name_or_path``. Exit status 0 on success, 1 on failure, 2 for a bad config. (A training config's single
+evaluator runs in one process with ``raystx eval CONFIG --model DIR``.)
 """
 
 from __future__ import annotations
@@ -15,4 +19,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jobs.launch import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main("eval"))
+    sys.exit(main("evaluate"))

@@ -1,4 +1,4 @@
-"""What ``jobs/train.py``, ``jobs/tune.py``, ``jobs/eval.py`` and ``jobs/mine.py`` share: parse the job's arguments, add the
+"""What ``jobs/train.py``, ``jobs/tune.py``, ``jobs/eval.py`` (``raystx evaluate``) and ``jobs/mine.py`` share: parse the job's arguments, add the
 overrides the environment asks for, and run the ``raystx`` command line in this process.
 
 ``${VAR}`` references in the config's values are filled in from this process's environment by the config
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 OVERRIDES_ENV = "RAYSTX_OVERRIDES"
-COMMANDS = ("train", "tune", "eval", "mine")
+COMMANDS = ("train", "tune", "eval", "evaluate", "mine")
 
 
 def parser(command: str) -> argparse.ArgumentParser:
@@ -40,6 +40,8 @@ def parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     if command == "eval":
         p.add_argument("--model", required=True, help="the model directory to evaluate")
+    if command == "evaluate":
+        p.add_argument("--model", help="the model directory to evaluate (sets model.name_or_path)")
     return p
 
 
@@ -59,6 +61,8 @@ def cli_args(command: str, argv: Sequence[str], environ: Mapping[str, str] | Non
     if bad:
         raise OverridesError(f"{OVERRIDES_ENV} items must be key.path=value; got {bad}")
     args = [command, str(ns.config)]  # a missing or broken file is reported by `raystx` itself
+    if command == "evaluate" and ns.model:
+        from_env.append(f"model.name_or_path={ns.model}")
     for item in [*from_env, *ns.overrides]:
         args += ["--set", item]
     if getattr(ns, "resume", False):

@@ -5,6 +5,7 @@
     raystx tune SWEEP.yaml [--set ...] [--resume]       sweep the config's `search:` space with Ray Tune + Optuna
     raystx eval CONFIG.yaml --model PATH                run the config's evaluator on a saved model
     raystx encode MODEL_PATH INPUT... -o OUT_DIR         embed a text column on Ray workers; writes Parquet
+    raystx evaluate EVAL.yaml [--set ...]               evaluators from a config, sharded on Ray workers
     raystx mine CONFIG.yaml [--set ...]                 mine hard negatives on Ray; writes Parquet
 
 Exit status is non-zero on any failure, so ``ray job submit`` reports the training's own status.
@@ -140,6 +141,26 @@ def evaluate(
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
     typer.echo(json.dumps(metrics, indent=2, default=float))
+
+
+@app.command("evaluate")
+def evaluate_job(config: Path, set_: SetOption = None) -> None:
+    """Run an evaluation config's evaluators on a saved model across Ray workers (sharded encoding); writes
+    metrics.json and metrics.md to its output_dir and prints the JSON."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from raystx.config import ConfigError
+    from raystx.evaljob import build_evaluators, load_eval_config, run_evaluation
+
+    try:
+        cfg = load_eval_config(config, set_ or [])
+        evaluators = build_evaluators(cfg)  # every evaluator's data and kwargs checked before Ray starts
+    except ConfigError as exc:
+        _fail(exc)
+    try:
+        report = run_evaluation(cfg, evaluators)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+    typer.echo(json.dumps(report, indent=2))
 
 
 @app.command()

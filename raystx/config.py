@@ -323,19 +323,33 @@ def expand_env(raw: Any, environ: dict[str, str] | None = None, key: str = "") -
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (YAML-parsed values) to a raw config dict."""
+    """Apply ``key.sub=value`` overrides (YAML-parsed values) to a raw config dict. A number indexes a list
+    (``evaluators.0.kwargs.batch_size=64``)."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item!r} is not of the form key.path=value")
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
-        node = raw
+        node: Any = raw
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
+            if isinstance(node, list):
+                node = node[_list_index(key, part, node)]
+            else:
+                node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
                 raise ConfigError(f"--set {key}: {part!r} is not a section")
-        node[parts[-1]] = parse_yaml(value)
+        if isinstance(node, list):
+            node[_list_index(key, parts[-1], node)] = parse_yaml(value)
+        else:
+            node[parts[-1]] = parse_yaml(value)
     return raw
+
+
+def _list_index(key: str, part: str, items: list[Any]) -> int:
+    """``part`` as an index into ``items`` (``ConfigError`` naming the override when it is not one)."""
+    if not part.isdigit() or int(part) >= len(items):
+        raise ConfigError(f"--set {key}: {part!r} is not an index of a list of {len(items)} item(s)")
+    return int(part)
 
 
 def read_raw(

@@ -3,7 +3,7 @@
 Evaluators need nothing from a model but ``encode`` (plus ``encode_query``/``encode_document`` when the model has
 them, and ``similarity_fn_name``/``similarity``). Options the model's ``encode`` does not accept (``precision``,
 ``truncate_dim``, prompts) are applied here instead, so any encoder with a sentence-transformers-like ``encode``
-works.
+works. In a sharded evaluation the list is split across ranks here (``raystx.evaluation.sharded``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from raystx.evaluation._quantize import quantize
+from raystx.evaluation.sharded import encode_rows, sharding_active
 
 Role = Literal["query", "document"] | None
 
@@ -31,7 +32,21 @@ def _accepted_params(fn: Any) -> tuple[set[str], bool]:
     return names, has_var_kw
 
 
-def encode(
+def encode(model: Any, sentences: Sequence[Any], **options: Any) -> np.ndarray | torch.Tensor:
+    """Encode ``sentences`` with ``model`` (options: those of :func:`encode_local`); inside a sharded evaluation
+    (``raystx.evaluation.sharded``) each rank encodes a slice and every rank gets the whole result.
+
+    int8/uint8 ranges are taken over all the embeddings being quantized, so when sharded the float embeddings
+    are gathered first and quantized once (a slice's ranges would differ)."""
+    precision = options.get("precision")
+    if precision in ("int8", "uint8") and sharding_active():
+        as_float = {**options, "precision": None, "convert_to_tensor": False}
+        floats = encode_rows(lambda part: encode_local(model, part, **as_float), sentences)
+        return quantize(np.asarray(floats, dtype=np.float32), precision)
+    return encode_rows(lambda part: encode_local(model, part, **options), sentences)
+
+
+def encode_local(
     model: Any,
     sentences: Sequence[Any],
     *,

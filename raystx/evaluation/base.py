@@ -74,6 +74,9 @@ def append_csv_row(
 class SentenceEvaluator:
     """Base class for all evaluators; subclass it and implement ``__call__`` for a custom evaluator.
 
+    During training a custom ``__call__`` runs on rank 0 alone; set the class attribute ``shardable = True`` when
+    it encodes only through raystx's evaluators, so every rank takes part (``raystx.evaluation.sharded``).
+
     Attributes:
         greater_is_better: whether a higher ``primary_metric`` value is better (checkpoint selection, sweeps).
         primary_metric: the metric key used for model selection; after a call it carries the ``{name}_`` prefix.

@@ -6,13 +6,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from raystx.evaluation.base import SentenceEvaluator
+from raystx.evaluation.sharded import run_child
 
 
 class SequentialEvaluator(SentenceEvaluator):
     """Call each evaluator in turn; returns all their metrics plus ``sequential_score`` (primary), which is
     ``main_score_function`` applied to the list of each evaluator's primary score (default: the last one).
 
-    An evaluator returning a bare float contributes ``evaluator_{index}``.
+    An evaluator returning a bare float contributes ``evaluator_{index}``. In a sharded evaluation each child
+    follows ``raystx.evaluation.sharded.run_child``: a child that is not shardable runs on rank 0 alone, and the
+    other ranks (whose result is discarded) count it as NaN.
     """
 
     def __init__(
@@ -31,7 +34,10 @@ class SequentialEvaluator(SentenceEvaluator):
         results: dict[str, float] = {}
         scores: list[float] = []
         for index, evaluator in enumerate(self.evaluators):
-            evaluation = evaluator(model, output_path, epoch, steps)
+            evaluation = run_child(evaluator, model, output_path, epoch, steps)
+            if evaluation is None:  # another rank's share of a child that only rank 0 runs
+                scores.append(float("nan"))
+                continue
             if not isinstance(evaluation, dict):
                 scores.append(evaluation)
                 evaluation = {f"evaluator_{index}": evaluation}

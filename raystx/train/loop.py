@@ -4,8 +4,9 @@
 backward through the dataset's loss (which gathers in-batch candidates across ranks), sync gradients through the
 ``ParameterStrategy``, step the optimizer, then log, evaluate and save when ``due_events`` says so. Every rank
 makes the same collective calls in the same order: the gradient sync, the all-reduce of logged values, the
-sharded ``eval_dataset`` loss, the sharing of rank 0's callback ``TrainerControl`` at steps where something is
-due (``raystx.train.control``) and ``runtime.report`` (Ray's barrier, which also persists checkpoints).
+sharded ``eval_dataset`` loss and evaluator encodes, the sharing of rank 0's callback ``TrainerControl`` at
+steps where something is due (``raystx.train.control``) and ``runtime.report`` (Ray's barrier, which also
+persists checkpoints).
 
 The loop is assembled (model on device, optimizer, schedule, restored checkpoint) by ``raystx.train.worker``.
 """
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from raystx.evaluation.sharded import run_evaluator
 from raystx.train.args import IntervalStrategy, SentenceTransformerTrainingArguments
 from raystx.train.cadence import StepEvents, due_events
 from raystx.train.callbacks import CallbackHandler, TrainerControl, TrainerState
@@ -345,22 +347,25 @@ class TrainLoop:
         logger.log(self.parts.step_log_level, "step %d/%d %s", step, total, shown)
 
     def evaluate(self) -> dict[str, float]:
-        """The ``eval_dataset`` losses (every rank takes part), then the evaluator on rank 0; ``eval_``-prefixed
-        metrics. As in transformers, ``on_evaluate`` sees the best metric so far, then the best is updated."""
+        """The ``eval_dataset`` losses, then the evaluator (both sharded over every rank, see
+        ``raystx.evaluation.sharded``; rank 0's metrics count); ``eval_``-prefixed metrics. As in transformers,
+        ``on_evaluate`` sees the best metric so far, then the best is updated."""
         parts = self.parts
         metrics: dict[str, float] = {}
         if parts.eval_loss is not None:
             metrics.update(parts.eval_loss(parts.model, parts.losses, self.rt.device, self.autocast_dtype))
-        if self.rt.rank != 0:
-            return metrics
+        results = None
         if parts.evaluator is not None:
             model = parts.model
             was_training = model.training
             model.eval()
             try:
-                results = parts.evaluator(model)
+                results = run_evaluator(parts.evaluator, model)
             finally:
                 model.train(was_training)
+        if self.rt.rank != 0:
+            return metrics
+        if results is not None:
             metrics.update({f"eval_{k}": float(v) for k, v in results.items()})
         self._callback("on_evaluate", metrics)
         self._track_best(metrics)

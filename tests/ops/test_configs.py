@@ -20,8 +20,11 @@ sys.path.insert(0, str(REPO))
 
 from jobs.smoke_assets import write_smoke_assets  # noqa: E402
 
-# Training configs (the mining job's config has its own schema and is checked in tests/infer/test_mine_cli.py).
-CONFIGS = sorted(p for p in (REPO / "jobs" / "configs").glob("*.yaml") if p.name != "mine.yaml")
+# Training configs (the mining and evaluation jobs have their own schemas: tests/infer/test_mine_cli.py,
+# tests/evaluation/test_evaluate_job.py).
+CONFIGS = sorted(
+    p for p in (REPO / "jobs" / "configs").glob("*.yaml") if p.name not in ("mine.yaml", "eval.yaml")
+)
 
 
 def _setenv(monkeypatch, environ: dict[str, str]) -> None:
