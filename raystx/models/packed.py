@@ -11,7 +11,8 @@ Same parameters, same math as the Hugging Face forward (the GEMMs see fewer rows
 rounding, ~1e-6); padding positions of the returned ``last_hidden_state`` are zero instead of the values the padded
 forward computes for them, which nothing downstream reads (pooling masks them out). Dropout draws different random
 numbers than the padded forward (it masks a different-shaped tensor), so training runs are reproducible with
-themselves, not bit-identical to the padded forward.
+themselves, not bit-identical to the padded forward. With ``gradient_checkpointing_enable`` each packed layer runs
+under transformers' checkpoint function (its input kept, the layer re-run in backward with the same RNG state).
 
 ``packed_supported(model)`` says whether a Hugging Face model has the structure this forward needs (BERT, RoBERTa,
 XLM-RoBERTa, MiniLM, ... : ``embeddings`` + ``encoder.layer[*]`` with ``attention.self.{query,key,value}``,
@@ -230,7 +231,12 @@ def packed_forward(
     hidden = packing.pack(model.embeddings(**embed_kwargs))
     states = [hidden] if output_hidden_states else None
     for layer in model.encoder.layer:
-        hidden = _layer_forward(layer, hidden, packing)
+        if getattr(layer, "gradient_checkpointing", False) and layer.training and torch.is_grad_enabled():
+            # transformers' per-layer activation checkpointing (``gradient_checkpointing_enable``), applied to the
+            # packed layer: only the layer's input is kept, the layer is re-run in backward
+            hidden = layer._gradient_checkpointing_func(_layer_forward, layer, hidden, packing)
+        else:
+            hidden = _layer_forward(layer, hidden, packing)
         if states is not None:
             states.append(hidden)
     last = packing.unpack(hidden)
