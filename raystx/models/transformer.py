@@ -299,7 +299,21 @@ class Transformer(ModelModule):
         output_path = Path(output_path)
         self.auto_model.save_pretrained(str(output_path), safe_serialization=True)
         self.tokenizer.save_pretrained(str(output_path))
+        self._record_padding_side(output_path)
         write_json(output_path / self.config_file_name, self.get_config_dict(), indent=4)
+
+    def _record_padding_side(self, output_path: Path) -> None:
+        """Write the tokenizer's current ``padding_side`` into ``tokenizer_config.json``.
+
+        transformers saves only the arguments the tokenizer was built with, so a side set afterwards
+        (``tokenizer.padding_side = "left"``) would be lost; sentence-transformers and transformers read it there.
+        """
+        path = output_path / "tokenizer_config.json"
+        config = read_json(path)
+        side = getattr(self.tokenizer, "padding_side", None)
+        if isinstance(config, dict) and side is not None and config.get("padding_side") != side:
+            config["padding_side"] = side
+            write_json(path, config, indent=2)
 
     @classmethod
     def load_config(cls, input_path: str | os.PathLike) -> dict[str, Any]:
