@@ -10,8 +10,8 @@ config and a fast tokenizer that follows the family's real tokenizer conventions
 * ``gemma``: ``<bos>`` ... ``<eos>``, ``pad_token`` ``<pad>``, right padding;
 * ``modernbert``: ``[CLS]`` ... ``[SEP]``, ``pad_token`` ``[PAD]``, right padding.
 
-``make_st_decoder(dir, family)`` wraps one in a sentence-transformers directory layout (Transformer, last-token
-Pooling, Normalize) with Qwen3-Embedding-style query-only instruction prompts.
+``make_st_decoder(dir, family)`` wraps one in a raystx SentenceTransformer (Transformer, last-token Pooling,
+Normalize) with Qwen3-Embedding-style query-only instruction prompts.
 """
 
 from __future__ import annotations
@@ -134,14 +134,15 @@ def build_tiny_decoder(
 
 
 def make_st_decoder(directory: Path, family: str = "qwen3", padding_side: str | None = None) -> Any:
-    """A raystx SentenceTransformer over a tiny ``family`` model: last-token pooling, normalized, with
-    Qwen3-Embedding's query-only prompts (``{"query": QUERY_PROMPT, "document": ""}``)."""
+    """A raystx SentenceTransformer over a tiny ``family`` model: last-token pooling (mean for ModernBERT),
+    normalized, with Qwen3-Embedding's query-only prompts (``{"query": QUERY_PROMPT, "document": ""}``)."""
     from raystx.models import Normalize, Pooling, SentenceTransformer, Transformer
 
     path = build_tiny_decoder(Path(directory), family)
     kwargs = {"padding_side": padding_side} if padding_side else {}
     transformer = Transformer(str(path), tokenizer_kwargs=kwargs)
-    pooling = Pooling(transformer.get_word_embedding_dimension(), "lasttoken")
+    mode = "mean" if family == "modernbert" else "lasttoken"  # an encoder's last token is always [SEP]
+    pooling = Pooling(transformer.get_word_embedding_dimension(), mode)
     return SentenceTransformer(
         modules=[transformer, pooling, Normalize()], prompts={"query": QUERY_PROMPT, "document": ""}
     )
