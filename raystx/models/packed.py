@@ -216,6 +216,15 @@ def _layer_forward(layer: torch.nn.Module, hidden: Tensor, packing: _Packing) ->
     return ffn.LayerNorm(ffn.dropout(_dense(inter, ffn.dense)) + hidden)
 
 
+def _checkpoint_function(model: torch.nn.Module, layer: torch.nn.Module) -> Any:
+    """The checkpoint function ``gradient_checkpointing_enable`` set for ``layer`` (on the layer in recent
+    transformers, on the encoder in older ones), or None when checkpointing is off."""
+    owner = layer if hasattr(layer, "gradient_checkpointing") else model.encoder
+    if not getattr(owner, "gradient_checkpointing", False):
+        return None
+    return getattr(owner, "_gradient_checkpointing_func", None)
+
+
 def packed_forward(
     model: torch.nn.Module, inputs: dict[str, Tensor], output_hidden_states: bool = False
 ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
@@ -231,10 +240,11 @@ def packed_forward(
     hidden = packing.pack(model.embeddings(**embed_kwargs))
     states = [hidden] if output_hidden_states else None
     for layer in model.encoder.layer:
-        if getattr(layer, "gradient_checkpointing", False) and layer.training and torch.is_grad_enabled():
+        checkpoint = _checkpoint_function(model, layer)
+        if checkpoint is not None and layer.training and torch.is_grad_enabled():
             # transformers' per-layer activation checkpointing (``gradient_checkpointing_enable``), applied to the
             # packed layer: only the layer's input is kept, the layer is re-run in backward
-            hidden = layer._gradient_checkpointing_func(_layer_forward, layer, hidden, packing)
+            hidden = checkpoint(_layer_forward, layer, hidden, packing)
         else:
             hidden = _layer_forward(layer, hidden, packing)
         if states is not None:

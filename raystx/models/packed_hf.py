@@ -93,8 +93,27 @@ def install_dispatcher() -> None:
     AttentionInterface.register("sdpa", _dispatch_sdpa)
 
 
+def _transformers_has_interfaces() -> bool:
+    """Whether the installed transformers has the attention interface and the mask builders this path uses
+    (``create_causal_mask(config, inputs_embeds, attention_mask, cache, position_ids)``: transformers 5.x)."""
+    if "interfaces" not in _ORIGINAL:
+        try:
+            import inspect
+
+            from transformers import AttentionInterface  # noqa: F401
+            from transformers.masking_utils import create_causal_mask
+
+            params = inspect.signature(create_causal_mask).parameters
+            _ORIGINAL["interfaces"] = "cache" in params and "cache_position" not in params
+        except ImportError:
+            _ORIGINAL["interfaces"] = False
+    return bool(_ORIGINAL["interfaces"])
+
+
 def hf_packed_supported(model: torch.nn.Module) -> bool:
     """True for a base (no head) model of a family in ``FAMILIES`` that attends with ``sdpa``."""
+    if not _transformers_has_interfaces():
+        return False
     config = getattr(model, "config", None)
     if config is None or getattr(config, "model_type", None) not in FAMILIES:
         return False
