@@ -69,7 +69,7 @@ def run(family: str, args: argparse.Namespace) -> dict[str, float | str]:
         (out[real] ** 2).sum().backward()
         return out
 
-    diff = float((padded()[real] - packed()[real]).abs().max())
+    diff = float((padded()[real] - packed()[real]).detach().abs().max())
     t_padded, t_packed = _time(padded, args.steps, args.device), _time(packed, args.steps, args.device)
     tokens = int(real.sum())
     return {
