@@ -11,7 +11,8 @@ Same parameters, same math as the Hugging Face forward (the GEMMs see fewer rows
 rounding, ~1e-6); padding positions of the returned ``last_hidden_state`` are zero instead of the values the padded
 forward computes for them, which nothing downstream reads (pooling masks them out). Dropout draws different random
 numbers than the padded forward (it masks a different-shaped tensor), so training runs are reproducible with
-themselves, not bit-identical to the padded forward.
+themselves, not bit-identical to the padded forward. With ``gradient_checkpointing_enable`` each packed layer runs
+under transformers' checkpoint function (its input kept, the layer re-run in backward with the same RNG state).
 
 ``packed_supported(model)`` says whether a Hugging Face model has the structure this forward needs (BERT, RoBERTa,
 XLM-RoBERTa, MiniLM, ... : ``embeddings`` + ``encoder.layer[*]`` with ``attention.self.{query,key,value}``,
@@ -215,6 +216,15 @@ def _layer_forward(layer: torch.nn.Module, hidden: Tensor, packing: _Packing) ->
     return ffn.LayerNorm(ffn.dropout(_dense(inter, ffn.dense)) + hidden)
 
 
+def _checkpoint_function(model: torch.nn.Module, layer: torch.nn.Module) -> Any:
+    """The checkpoint function ``gradient_checkpointing_enable`` set for ``layer`` (on the layer in recent
+    transformers, on the encoder in older ones), or None when checkpointing is off."""
+    owner = layer if hasattr(layer, "gradient_checkpointing") else model.encoder
+    if not getattr(owner, "gradient_checkpointing", False):
+        return None
+    return getattr(owner, "_gradient_checkpointing_func", None)
+
+
 def packed_forward(
     model: torch.nn.Module, inputs: dict[str, Tensor], output_hidden_states: bool = False
 ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
@@ -230,7 +240,13 @@ def packed_forward(
     hidden = packing.pack(model.embeddings(**embed_kwargs))
     states = [hidden] if output_hidden_states else None
     for layer in model.encoder.layer:
-        hidden = _layer_forward(layer, hidden, packing)
+        checkpoint = _checkpoint_function(model, layer)
+        if checkpoint is not None and layer.training and torch.is_grad_enabled():
+            # transformers' per-layer activation checkpointing (``gradient_checkpointing_enable``), applied to the
+            # packed layer: only the layer's input is kept, the layer is re-run in backward
+            hidden = checkpoint(_layer_forward, layer, hidden, packing)
+        else:
+            hidden = _layer_forward(layer, hidden, packing)
         if states is not None:
             states.append(hidden)
     last = packing.unpack(hidden)

@@ -51,6 +51,21 @@ def _auto_model_class(config: Any) -> Any:
     return getattr(transformers, name) if name else transformers.AutoModel
 
 
+_PROCESSING_SECTIONS = ("common", "text", "audio", "image", "video", "chat_template")
+
+
+def _check_processing_kwargs(value: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """A copy of sentence-transformers-style ``processing_kwargs``; unknown sections are an error."""
+    value = {k: dict(v or {}) for k, v in (value or {}).items()}
+    unknown = sorted(set(value) - set(_PROCESSING_SECTIONS))
+    if unknown:
+        raise ValueError(
+            f"processing_kwargs has unknown keys {unknown}: its keys are {list(_PROCESSING_SECTIONS)}, each "
+            'holding tokenizer call arguments, e.g. {"text": {"padding_side": "left"}}'
+        )
+    return value
+
+
 class Transformer(ModelModule):
     """A Hugging Face encoder. ``tokenize`` turns texts into model inputs; ``forward`` adds ``token_embeddings``.
 
@@ -64,6 +79,15 @@ class Transformer(ModelModule):
         trust_remote_code: allow custom modelling code from the model repository (off by default).
         cache_dir: Hugging Face cache directory.
         tokenizer_name_or_path: load the tokenizer from elsewhere.
+        processing_kwargs: sentence-transformers 6.x keyword arguments for *calling* the tokenizer, by modality:
+            ``{"common": {...}, "text": {...}}`` (text over common over raystx's defaults), e.g.
+            ``{"text": {"padding_side": "left"}}``; saved in and loaded from ``sentence_bert_config.json``.
+
+    Decoder embedders: the tokenizer decides whether an EOS token ends every text (Qwen3-Embedding's tokenizer
+    appends ``<|endoftext|>`` in its post-processor; Llama/Mistral/Gemma-style tokenizers do it with
+    ``tokenizer_kwargs={"add_eos_token": True, "add_bos_token": True}``, which transformers writes into the saved
+    ``tokenizer.json``), and ``tokenizer_kwargs={"padding_side": "left"}`` (or ``padding_side``) sets the padding
+    side, saved in ``tokenizer_config.json``. Both come back when sentence-transformers loads the saved directory.
     """
 
     st_class_ref: ClassVar[str] = "sentence_transformers.base.modules.transformer.Transformer"
@@ -84,6 +108,7 @@ class Transformer(ModelModule):
         model_kwargs: dict[str, Any] | None = None,
         tokenizer_kwargs: dict[str, Any] | None = None,
         config_kwargs: dict[str, Any] | None = None,
+        processing_kwargs: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         from transformers import AutoConfig, AutoTokenizer
@@ -118,11 +143,14 @@ class Transformer(ModelModule):
         self.do_lower_case = do_lower_case
         forward_params = inspect.signature(self.auto_model.forward).parameters
         self.model_input_names = [n for n in MODEL_INPUT_NAMES if n in forward_params]
+        # decoders would fill a KV cache that an embedding forward never reads
+        self._call_kwargs = {"use_cache": False} if "use_cache" in forward_params else {}
         self._prompt_lengths: dict[str, int] = {}
+        self.processing_kwargs = _check_processing_kwargs(processing_kwargs)
         # Skip padding in the encoder where the architecture allows it (``raystx.models.packed``); set
         # ``packed = False`` (or RAYSTX_PACKED=0) to run the Hugging Face forward unchanged.
         self.packed = True
-        self._packed_ok: bool | None = None
+        self._packed_ok: Any = None  # the packed forward function, False when unsupported, None: not checked
 
     # -- properties ----------------------------------------------------------------------------------------
     @property
@@ -139,6 +167,23 @@ class Transformer(ModelModule):
         self._max_seq_length = None if value is None else int(value)
         if value is not None:
             self.tokenizer.model_max_length = int(value)
+
+    @property
+    def padding_side(self) -> str:
+        """The side texts are padded on: ``processing_kwargs`` (text, then common), else the tokenizer's."""
+        for section in ("text", "common"):
+            side = (self.processing_kwargs.get(section) or {}).get("padding_side")
+            if side is not None:
+                return str(side)
+        return str(self.tokenizer.padding_side)
+
+    @padding_side.setter
+    def padding_side(self, value: str) -> None:
+        if value not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {value!r}")
+        for section in ("text", "common"):
+            (self.processing_kwargs.get(section) or {}).pop("padding_side", None)
+        self.tokenizer.padding_side = value
 
     def get_word_embedding_dimension(self) -> int:
         return int(self._text_config.hidden_size)
@@ -181,15 +226,15 @@ class Transformer(ModelModule):
         """
         firsts, seconds = self._prepare(list(texts), prompt)
         args = (firsts,) if seconds is None else (firsts, seconds)
-        features = dict(
-            self.tokenizer(
-                *args,
-                padding=kwargs.get("padding", True),
-                truncation="longest_first",
-                max_length=self.max_seq_length,
-                return_tensors="pt",
-            )
-        )
+        call = {
+            "padding": kwargs.get("padding", True),
+            "truncation": "longest_first",
+            "max_length": self.max_seq_length,
+            "return_tensors": "pt",
+            **(self.processing_kwargs.get("common") or {}),
+            **(self.processing_kwargs.get("text") or {}),
+        }
+        features = dict(self.tokenizer(*args, **call))
         if prompt:
             features["prompt_length"] = self.prompt_length(prompt)
         return features
@@ -208,38 +253,42 @@ class Transformer(ModelModule):
         return self._prompt_lengths[prompt]
 
     # -- forward -------------------------------------------------------------------------------------------
-    def _use_packed(self, inputs: dict[str, Any]) -> bool:
-        """Whether this forward can skip padding (see ``raystx.models.packed``): supported model, mask given."""
+    def _packed_forward(self, inputs: dict[str, Any]) -> Any:
+        """The forward that skips padding for this model (``raystx.models.packed`` for BERT-style encoders,
+        ``raystx.models.packed_hf`` for decoders and ModernBERT), or None: unsupported model, no mask, or off."""
         if not self.packed or "attention_mask" not in inputs or "input_ids" not in inputs:
-            return False
+            return None
         if has_adapters(self.auto_model):  # the packed forward reads the linear weights, not adapter layers
-            return False
-        model = self.auto_model
-        checkpointing = getattr(type(model), "is_activation_checkpointing", None)  # transformers >= 5.x name
-        if getattr(
-            model, "is_activation_checkpointing" if checkpointing else "is_gradient_checkpointing", False
-        ):
-            return False
+            return None
         if getattr(self.auto_model.config, "output_attentions", False):
-            return False
+            return None
         if self._packed_ok is None:
-            from raystx.models.packed import packed_supported
+            from raystx.models.packed import packed_forward, packed_supported
+            from raystx.models.packed_hf import hf_packed_forward, hf_packed_supported
 
-            self._packed_ok = packed_supported(self.auto_model)
-        return self._packed_ok
+            if packed_supported(self.auto_model):
+                self._packed_ok = packed_forward
+            elif os.environ.get("RAYSTX_PACKED", "1") != "0" and hf_packed_supported(self.auto_model):
+                self._packed_ok = hf_packed_forward
+            else:
+                self._packed_ok = False
+        return self._packed_ok or None
+
+    def _use_packed(self, inputs: dict[str, Any]) -> bool:
+        """Whether ``forward`` skips padding for these inputs."""
+        return self._packed_forward(inputs) is not None
 
     def forward(self, features: dict[str, Any]) -> dict[str, Any]:
         inputs = {name: features[name] for name in self.model_input_names if name in features}
-        if self._use_packed(inputs):
-            from raystx.models.packed import packed_forward
-
+        packed_forward = self._packed_forward(inputs)
+        if packed_forward is not None:
             want_states = bool(getattr(self.auto_model.config, "output_hidden_states", False))
             token_embeddings, hidden_states = packed_forward(self.auto_model, inputs, want_states)
             features["token_embeddings"] = token_embeddings
             if hidden_states is not None:
                 features["all_layer_embeddings"] = hidden_states
             return features
-        output = self.auto_model(**inputs, return_dict=True)
+        output = self.auto_model(**inputs, return_dict=True, **self._call_kwargs)
         token_embeddings: Tensor = output[0]
         features["token_embeddings"] = token_embeddings
         hidden_states = getattr(output, "hidden_states", None)
@@ -249,7 +298,10 @@ class Transformer(ModelModule):
 
     # -- save / load ---------------------------------------------------------------------------------------
     def get_config_dict(self) -> dict[str, Any]:
-        return {"max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case, **ST6_TEXT_KEYS}
+        config = {"max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case, **ST6_TEXT_KEYS}
+        if self.processing_kwargs:
+            config["processing_kwargs"] = self.processing_kwargs
+        return config
 
     def save(self, output_path: str | os.PathLike) -> None:
         output_path = Path(output_path)
@@ -258,7 +310,21 @@ class Transformer(ModelModule):
         else:
             self.auto_model.save_pretrained(str(output_path), safe_serialization=True)
         self.tokenizer.save_pretrained(str(output_path))
+        self._record_padding_side(output_path)
         write_json(output_path / self.config_file_name, self.get_config_dict(), indent=4)
+
+    def _record_padding_side(self, output_path: Path) -> None:
+        """Write the tokenizer's current ``padding_side`` into ``tokenizer_config.json``.
+
+        transformers saves only the arguments the tokenizer was built with, so a side set afterwards
+        (``tokenizer.padding_side = "left"``) would be lost; sentence-transformers and transformers read it there.
+        """
+        path = output_path / "tokenizer_config.json"
+        config = read_json(path)
+        side = getattr(self.tokenizer, "padding_side", None)
+        if isinstance(config, dict) and side is not None and config.get("padding_side") != side:
+            config["padding_side"] = side
+            write_json(path, config, indent=2)
 
     @classmethod
     def load_config(cls, input_path: str | os.PathLike) -> dict[str, Any]:
@@ -308,6 +374,7 @@ class Transformer(ModelModule):
             do_lower_case=bool(stored.get("do_lower_case", False)),
             trust_remote_code=trust_remote_code,
             cache_dir=cache_folder,
+            processing_kwargs=stored.get("processing_kwargs"),
             **merged,
         )
 

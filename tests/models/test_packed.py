@@ -96,7 +96,9 @@ def test_unsupported_models_and_settings_fall_back(tiny_bert_dir, monkeypatch):
     inputs = module.tokenize(["a b c", "a"])
     assert module._use_packed(dict(inputs))
     module.gradient_checkpointing_enable()
-    assert not module._use_packed(dict(inputs))  # checkpointing wraps HF's own layers
+    assert module._use_packed(dict(inputs))  # the packed layers run under transformers' checkpoint function
+    module.packed = False
+    assert not module._use_packed(dict(inputs))
 
     monkeypatch.setenv("RAYSTX_PACKED", "0")
     assert not packed_supported(Transformer(str(tiny_bert_dir)).auto_model)
@@ -174,3 +176,27 @@ def test_fast_inference_is_opt_in_close_to_hf_and_repacks_after_updates(monkeypa
             assert dense in _PREPACKED
         with torch.no_grad():
             dense.weight.add_(torch.randn_like(dense.weight))  # the second round must re-pack this weight
+
+
+def test_packed_bert_with_activation_checkpointing_gives_the_same_gradients():
+    """``gradient_checkpointing_enable`` checkpoints each packed layer (its input kept, re-run in backward)."""
+    from torch.utils.checkpoint import checkpoint
+
+    model = _models()[0].train()
+    inputs = _batch(120, [9, 3, 14, 1, 6], seed=7)
+    real = inputs["attention_mask"].bool()
+    params = list(model.encoder.parameters())
+    last, _ = packed_forward(model, inputs)
+    plain = torch.autograd.grad((last[real] ** 2).sum(), params)
+
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    calls = []
+    for layer in model.encoder.layer:
+        assert layer.gradient_checkpointing
+        layer._gradient_checkpointing_func = lambda *a, **k: calls.append(1) or checkpoint(*a, use_reentrant=False)
+    last_ckpt, _ = packed_forward(model, inputs)
+    ckpt = torch.autograd.grad((last_ckpt[real] ** 2).sum(), params)
+    assert len(calls) == len(model.encoder.layer)
+    assert torch.equal(last, last_ckpt)
+    for mine, theirs in zip(ckpt, plain):
+        torch.testing.assert_close(mine, theirs, atol=1e-6 * theirs.abs().max().item(), rtol=1e-6)
