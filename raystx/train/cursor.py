@@ -115,6 +115,9 @@ class DataCursor:
             consumed=consumed,
             round_robin_start=round_robin_start,
             drop_last=args.dataloader_drop_last,
+            shuffle_window=args.shuffle_window,
+            shard_rows={n: getattr(s, "shard_rows", None) for n, s in self.sources.items()},
+            shuffle_block_size=args.shuffle_block_size,
         )
 
     def _dataset(self, name: str) -> tuple[Any, list[str]]:
