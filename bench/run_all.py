@@ -39,6 +39,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "encode": ([], ["--sentences", "400", "--repeats", "2"]),
     "memory": ([], ["--steps", "3"]),
     "data": ([], ["--batches", "10", "--train-steps", "2"]),
+    "shuffle": ([], ["--rows", "100000"]),
     "losses": ([], ["--batches", "32,128"]),
     "evaluators": ([], ["--corpus-size", "1000", "--num-queries", "50", "--repeats", "1", "--replays", "1"]),
     "quality": ([], ["--train-rows", "320", "--nli-rows", "320", "--eval-rows", "300"]),
