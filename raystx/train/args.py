@@ -227,7 +227,8 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
             )
         if self.shuffle_window is not None and int(self.shuffle_window) < 0:
             errors.append(
-                f"shuffle_window must be >= 1 shards, or None/0 for a full permutation (got {self.shuffle_window})"
+                f"shuffle_window must be a number of shards >= 1, or None (YAML null) / 0 for a full "
+                f"permutation of the rows (got {self.shuffle_window})"
             )
         if int(self.shuffle_block_size) < 1:
             errors.append(f"shuffle_block_size must be >= 1 rows (got {self.shuffle_block_size})")
