@@ -6,6 +6,8 @@ full permutation for the default.
 
 from __future__ import annotations
 
+import json
+
 import datasets
 import numpy as np
 import pyarrow as pa
@@ -19,6 +21,7 @@ from raystx.data.schedule import dataset_order
 from raystx.data.sources import TrainingSource
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.cursor import DataCursor
+from raystx.train.state import DATA_POSITION_FILE, CheckpointState
 
 ROWS = 240
 
@@ -37,8 +40,9 @@ def _args(tmp_path, **kwargs) -> SentenceTransformerTrainingArguments:
 
 
 def _cursor_rows(cursor: DataCursor) -> np.ndarray:
+    """The rows of every global step the cursor has left in epoch 0."""
     plan = cursor.plan(0)
-    return np.concatenate([plan.global_rows(s)[1] for s in range(len(plan))])
+    return np.concatenate([plan.global_rows(s)[1] for s in range(cursor.step_in_epoch, len(plan))])
 
 
 def test_the_cursor_plans_with_the_sources_row_groups_and_the_window(tmp_path):
@@ -100,3 +104,53 @@ def test_a_yaml_window_reaches_the_training_arguments(tmp_path):
     cfg = load_config(path)
     args = SentenceTransformerTrainingArguments(**cfg.args)
     assert (args.shuffle_window, args.shuffle_block_size) == (8, 4096)
+
+
+def _checkpoint(cursor: DataCursor, steps: int, tmp_path) -> tuple[CheckpointState, np.ndarray]:
+    """A checkpoint after ``steps`` more steps of ``cursor`` (through JSON and the .npz, as on disk), and the
+    rows those steps trained."""
+    plan, begin = cursor.plan(0), cursor.step_in_epoch
+    trained = np.concatenate([plan.global_rows(s)[1] for s in range(begin, begin + steps)])
+    cursor.step_in_epoch = begin + steps
+    position, arrays = cursor.position()
+    if arrays:
+        np.savez(tmp_path / DATA_POSITION_FILE, **arrays)
+    state = CheckpointState(steps, 0, steps, world_size=cursor.world_size, data_position=position)
+    return CheckpointState.from_json(json.loads(json.dumps(state.to_json()))), trained
+
+
+@pytest.mark.parametrize(("before", "after"), [(None, 3), (3, None), (2, 5)])
+@pytest.mark.parametrize("after_world", [2, 3])
+def test_resume_with_another_window_trains_every_row_at_most_once(tmp_path, before, after, after_world):
+    groups = [40] * 6
+    first = DataCursor({"d": _source(groups)}, _args(tmp_path, shuffle_window=before), rank=0, world_size=2)
+    state, trained = _checkpoint(first, 7, tmp_path)
+    assert state.data_position.shuffle_window == before
+    second = DataCursor(
+        {"d": _source(groups)}, _args(tmp_path, shuffle_window=after), rank=0, world_size=after_world
+    )
+    assert second.restore(state, tmp_path) is True  # re-planned, not replayed in another order
+    rest = _cursor_rows(second)
+    used = np.concatenate([trained, rest])
+    assert len(set(used.tolist())) == len(used)  # no row twice
+    assert ROWS - len(used) < 4 * after_world  # only a last partial global batch is left out
+    # the rest follows the new order, without the trained rows
+    new_order = dataset_order(ROWS, 5, 0, "d", shuffle_window=after, shard_rows=groups)
+    expected = new_order[~np.isin(new_order, trained)]
+    np.testing.assert_array_equal(rest, expected[: len(rest)])
+    # and a checkpoint of the re-planned epoch resumes again without repeats
+    second_state, second_trained = _checkpoint(second, 3, tmp_path)
+    third = DataCursor({"d": _source(groups)}, _args(tmp_path, shuffle_window=after), rank=0, world_size=2)
+    third.restore(second_state, tmp_path)
+    used = np.concatenate([trained, second_trained, _cursor_rows(third)])
+    assert len(set(used.tolist())) == len(used)
+
+
+def test_resume_with_the_same_window_replays_the_same_plan(tmp_path):
+    groups = [40] * 6
+    first = DataCursor({"d": _source(groups)}, _args(tmp_path, shuffle_window=2), rank=0, world_size=2)
+    state, _ = _checkpoint(first, 7, tmp_path)
+    second = DataCursor({"d": _source(groups)}, _args(tmp_path, shuffle_window=2), rank=0, world_size=2)
+    assert second.restore(state, tmp_path) is False
+    assert second.step_in_epoch == first.step_in_epoch == 7
+    np.testing.assert_array_equal(_cursor_rows(second), _cursor_rows(first))
