@@ -40,6 +40,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "encode_pool": ([], ["--sentences", "600"]),
     "memory": ([], ["--steps", "3"]),
     "data": ([], ["--batches", "10", "--train-steps", "2"]),
+    "shuffle": ([], ["--rows", "100000"]),
     "losses": ([], ["--batches", "32,128"]),
     "evaluators": ([], ["--corpus-size", "1000", "--num-queries", "50", "--repeats", "1", "--replays", "1"]),
     "eval": ([], ["--passages", "500", "--queries", "50", "--repeats", "1"]),

@@ -605,6 +605,16 @@ def parquet_num_rows(files: Sequence[str]) -> int:
     return sum(pq.ParquetFile(_open_input(p)).metadata.num_rows for p in files)
 
 
+def parquet_row_groups(files: Sequence[str]) -> list[int]:
+    """Rows of every row group of ``files``, in file then row-group order (from footers only): the shards of
+    the windowed shuffle (``raystx.data.window_shuffle``)."""
+    out: list[int] = []
+    for path in files:
+        meta = pq.ParquetFile(_open_input(path)).metadata
+        out.extend(meta.row_group(g).num_rows for g in range(meta.num_row_groups))
+    return out
+
+
 def _open_input(path: str) -> Any:
     if _is_remote(path):
         fs, inner = pa.fs.FileSystem.from_uri(path)

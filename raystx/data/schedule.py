@@ -3,7 +3,9 @@
 Every worker computes the same schedule, so all ranks run the same dataset (and loss) in a global step, and
 each rank takes its own disjoint slice of that step's global batch:
 
-* ``dataset_order(num_rows, seed, epoch, name)`` is the permutation of a dataset's rows for an epoch.
+* ``dataset_order(num_rows, seed, epoch, name)`` is the permutation of a dataset's rows for an epoch: a full
+  permutation by default, or with ``shuffle_window=k`` a seeded order of its shards (row groups, or blocks of
+  ``shuffle_block_size`` rows) with rows mixed inside windows of ``k`` shards (``raystx.data.window_shuffle``).
 * ``build_schedule(sizes, global_batch_size, seed, epoch, sampler, weights)`` lists, per global step, which
   dataset it draws from.
 * ``compose_batches(...)`` cuts that order into global batches (plain, duplicate-free, or grouped by label).
@@ -22,22 +24,46 @@ every rank still takes the same number of rows in every step.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from raystx.data.window_shuffle import (
+    DEFAULT_BLOCK_SIZE,
+    block_rows,
+    check_shard_rows,
+    full_order,
+    window_order,
+)
+from raystx.data.window_shuffle import rng_for as _rng
 
-def _rng(seed: int, epoch: int, salt: str) -> np.random.Generator:
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), zlib.crc32(salt.encode("utf-8"))])
 
+def dataset_order(
+    num_rows: int,
+    seed: int,
+    epoch: int,
+    name: str,
+    shuffle: bool = True,
+    shuffle_window: int | None = None,
+    shard_rows: Sequence[int] | None = None,
+    shuffle_block_size: int = DEFAULT_BLOCK_SIZE,
+) -> np.ndarray:
+    """The order in which a dataset's rows are consumed in ``epoch`` (a permutation of ``range(num_rows)``).
 
-def dataset_order(num_rows: int, seed: int, epoch: int, name: str, shuffle: bool = True) -> np.ndarray:
-    """The order in which a dataset's rows are consumed in ``epoch`` (a permutation of ``range(num_rows)``)."""
+    ``shuffle_window`` None/0: a full seeded permutation. ``k >= 1``: shards in a seeded order, rows shuffled
+    within each window of ``k`` consecutive shards; the shards are ``shard_rows`` (rows per shard in storage
+    order, e.g. Parquet row groups) or, when None, blocks of ``shuffle_block_size`` rows."""
     if not shuffle:
         return np.arange(num_rows, dtype=np.int64)
-    return _rng(seed, epoch, "rows:" + name).permutation(num_rows).astype(np.int64)
+    if not shuffle_window:
+        return full_order(num_rows, seed, epoch, name)
+    shards = (
+        check_shard_rows(name, num_rows, shard_rows)
+        if shard_rows is not None
+        else block_rows(num_rows, shuffle_block_size)
+    )
+    return window_order(shards, seed, epoch, name, shuffle_window)
 
 
 Consumed = int | np.ndarray
@@ -213,6 +239,9 @@ class EpochPlan:
       the batches left: ``proportional`` uses every remaining full batch once in a new seeded order,
       ``round_robin`` continues the cycle at the dataset that was next, explicit weights split the remaining
       steps by weight.
+    * ``shuffle_window`` / ``shard_rows`` / ``shuffle_block_size`` choose each dataset's epoch order (see
+      ``dataset_order``); resume only needs that order, so it stays exact with any window as long as the
+      resumed run uses the same window and shards.
     * ``no_duplicates`` / ``group_by_label``: ``consumed`` holds the row ids already trained; the rest of the
       epoch is composed by the sampler from the remaining rows, so no row repeats, but the batches (and which
       rows the sampler cannot place and leaves out) differ from an uninterrupted run.
@@ -233,6 +262,9 @@ class EpochPlan:
         consumed: Mapping[str, Consumed] | None = None,
         round_robin_start: int = 0,
         drop_last: bool = True,
+        shuffle_window: int | None = None,
+        shard_rows: Mapping[str, Sequence[int] | None] | None = None,
+        shuffle_block_size: int = DEFAULT_BLOCK_SIZE,
     ) -> None:
         self.per_device_batch_size = int(per_device_batch_size)
         self.world_size = int(world_size)
@@ -247,7 +279,16 @@ class EpochPlan:
         self._orders: dict[str, np.ndarray] = {}
         self._batches: dict[str, list[np.ndarray]] = {}
         for name, size in self.sizes.items():
-            self._orders[name] = order = dataset_order(size, seed, epoch, name, shuffle)
+            self._orders[name] = order = dataset_order(
+                size,
+                seed,
+                epoch,
+                name,
+                shuffle,
+                shuffle_window,
+                (shard_rows or {}).get(name),
+                shuffle_block_size,
+            )
             if callable(batch_sampler):  # a user sampler: ``columns(name)`` gives (dataset, label columns)
                 from raystx.data.custom_sampler import custom_batches
 

@@ -52,7 +52,7 @@ from raystx.data.readers import (
     expand_paths,
     is_path_spec,
     open_parquet_as_dataset,
-    parquet_num_rows,
+    parquet_row_groups,
     parquet_schema,
     read_files,
     read_iterable,
@@ -71,7 +71,9 @@ class TrainingSource:
     trainer uses; ``num_rows`` counts all rows. Exactly one of ``dataset`` (a ``datasets.Dataset`` kept as
     given) and ``staged_files`` (Parquet files written by ``prepare_sources``) is set. ``schema`` is the
     Arrow schema of all the source's columns, ``all_columns`` their names before ``select_columns``,
-    ``origin`` a short description of where the data came from (for messages). ``cache_tag`` names the run
+    ``origin`` a short description of where the data came from (for messages). ``shard_rows`` the rows of
+    each row group of ``staged_files`` (the shards of a windowed shuffle; None for a ``datasets.Dataset``, which
+    is cut into blocks of ``shuffle_block_size`` rows). ``cache_tag`` names the run
     whose node-local caches of staged data this source's workers write (removed when the run ends).
     """
 
@@ -85,6 +87,7 @@ class TrainingSource:
     all_columns: list[str] = field(default_factory=list)
     origin: str = ""
     cache_tag: str | None = None
+    shard_rows: list[int] | None = None
     _opened: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -212,11 +215,12 @@ def _prepare_one(
     staged = stage(name, ray_dataset, _stage_dir(staging_dir, name, used), files=files, fmt=fmt)
     if staged:
         schema = parquet_schema(staged)
-        num_rows = parquet_num_rows(staged)
+        shard_rows = parquet_row_groups(staged)
+        num_rows = sum(shard_rows)
         columns = list(schema.names)
         inputs, label = resolve_columns(name, columns, select)
     else:  # nothing written: an empty dataset (validate_sources reports it)
-        schema, num_rows = None, 0
+        schema, num_rows, shard_rows = None, 0, None
         columns = known_columns if known_columns is not None else _ray_columns(ray_dataset)
         if columns:
             inputs, label = resolve_columns(name, columns, select)
@@ -231,6 +235,7 @@ def _prepare_one(
         schema=schema,
         all_columns=columns,
         origin=origin,
+        shard_rows=shard_rows,
     )
 
 

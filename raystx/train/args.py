@@ -128,6 +128,12 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
     # raystx only: keep the staged copy of the datasets ({output_dir}/.raystx-data) after a run, and each node's
     # Arrow cache of it ($TMPDIR/raystx-data-cache/<run tag>, raystx.data.cache_cleanup); both are removed otherwise
     keep_staged_data: bool = False
+    # raystx only: the epoch order of each dataset (raystx.data.window_shuffle). None/0: a full permutation of
+    # its rows. k >= 1: its shards (row groups of the staged Parquet, else blocks of shuffle_block_size rows)
+    # in a seeded order, rows mixed within each window of k shards: a rank's next steps then read a few shards
+    # (locality) at the price of less mixing; a window covering every shard is the full permutation again.
+    shuffle_window: int | None = None
+    shuffle_block_size: int = 8192
 
     def __post_init__(self) -> None:
         self.optim = str(getattr(self.optim, "value", self.optim))
@@ -219,6 +225,13 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
             errors.append(
                 f"max_pending_s must be > 0 seconds, or None to wait forever (got {self.max_pending_s})"
             )
+        if self.shuffle_window is not None and int(self.shuffle_window) < 0:
+            errors.append(
+                f"shuffle_window must be a number of shards >= 1, or None (YAML null) / 0 for a full "
+                f"permutation of the rows (got {self.shuffle_window})"
+            )
+        if int(self.shuffle_block_size) < 1:
+            errors.append(f"shuffle_block_size must be >= 1 rows (got {self.shuffle_block_size})")
         if self.save_total_limit is not None and self.save_total_limit < 1:
             errors.append(f"save_total_limit must be >= 1 or None (got {self.save_total_limit})")
         if self.multi_dataset_weights is not None and any(

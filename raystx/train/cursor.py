@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from raystx.data.collate import Prefetcher
-from raystx.data.schedule import Consumed, EpochPlan
+from raystx.data.schedule import Consumed, EpochPlan, dataset_order
+from raystx.data.window_shuffle import DEFAULT_BLOCK_SIZE
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.position import decode_consumed, encode_consumed
 from raystx.train.state import DATA_POSITION_FILE, CheckpointState, DataPosition
@@ -115,6 +116,9 @@ class DataCursor:
             consumed=consumed,
             round_robin_start=round_robin_start,
             drop_last=args.dataloader_drop_last,
+            shuffle_window=args.shuffle_window,
+            shard_rows={n: getattr(s, "shard_rows", None) for n, s in self.sources.items()},
+            shuffle_block_size=args.shuffle_block_size,
         )
 
     def _dataset(self, name: str) -> tuple[Any, list[str]]:
@@ -192,6 +196,8 @@ class DataCursor:
             plan_round_robin_start=self._start_round_robin if resumed else 0,
             rows_consumed=encode(plan.consumed_through(self.step_in_epoch), "rows_consumed"),
             round_robin_next=plan.round_robin_next(self.step_in_epoch),
+            shuffle_window=self.args.shuffle_window or None,
+            shuffle_block_size=self.args.shuffle_block_size if self.args.shuffle_window else None,
         )
         position.row_sets = DATA_POSITION_FILE if arrays else None
         return position, arrays
@@ -217,7 +223,10 @@ class DataCursor:
             start = decode_consumed(dataclass_dict(position), "plan_start", self.sizes, arrays)
             consumed = decode_consumed(dataclass_dict(position), "rows_consumed", self.sizes, arrays)
             round_robin_start, round_robin_next = position.plan_round_robin_start, position.round_robin_next
-        if old_global == self.global_batch_size:
+        reordered = position is not None and _order_settings(position) != self._order_settings()
+        if reordered and consumed is not None:  # counts of another epoch order: as the row ids they meant
+            consumed = self._as_row_ids(consumed, position)
+        if old_global == self.global_batch_size and not reordered:
             if start and any(not isinstance(v, int) or v for v in start.values()):
                 self._set_start(start, round_robin_start)  # the resumed plan it was in, again
                 return True
@@ -229,6 +238,15 @@ class DataCursor:
         old_step = self.step_in_epoch
         self._set_start(consumed, round_robin_next)
         self.step_in_epoch = 0
+        if reordered:
+            logger.warning(
+                "Resuming with shuffle_window=%s (the checkpoint had %s): epoch %d continues without the rows "
+                "it trained, the rest in the new order",
+                self.args.shuffle_window,
+                position.shuffle_window if position is not None else None,
+                self.epoch,
+            )
+            return True
         logger.warning(
             "Resuming with a global batch of %d (%d workers; the checkpoint had %d on %d): epoch %d continues "
             "after the %s rows trained in its first %d steps, in %d new steps",
@@ -242,6 +260,31 @@ class DataCursor:
             len(self.plan()),
         )
         return True
+
+    def _order_settings(self) -> tuple[int, int | None]:
+        """What this run's epoch order depends on besides seed, epoch and data (window 0: full permutation)."""
+        window = int(self.args.shuffle_window or 0)
+        return window, (int(self.args.shuffle_block_size) if window else None)
+
+    def _as_row_ids(self, consumed: dict[str, Consumed], position: DataPosition) -> dict[str, Consumed]:
+        """``consumed`` with every count (a prefix of the checkpoint's epoch order) turned into row ids."""
+        window, block = _order_settings(position)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        out: dict[str, Consumed] = {}
+        for name, value in consumed.items():
+            if isinstance(value, (int, np.integer)):
+                order = dataset_order(
+                    self.sizes[name],
+                    seed,
+                    self.epoch,
+                    name,
+                    shuffle_window=window or None,
+                    shard_rows=getattr(self.sources[name], "shard_rows", None),
+                    shuffle_block_size=block or DEFAULT_BLOCK_SIZE,
+                )
+                value = np.sort(order[: int(value)])
+            out[name] = value
+        return out
 
     def _saved_global_batch(self, state: CheckpointState, position: DataPosition | None) -> int:
         if position is not None:
@@ -261,6 +304,12 @@ class DataCursor:
         self._start_epoch, self._start_consumed = self.epoch, dict(consumed)
         self._start_round_robin = round_robin_start
         self._plan_cache = None
+
+
+def _order_settings(position: DataPosition) -> tuple[int, int | None]:
+    """The epoch-order settings a checkpoint's counts refer to (as ``DataCursor._order_settings``)."""
+    window = int(position.shuffle_window or 0)
+    return window, (int(position.shuffle_block_size or DEFAULT_BLOCK_SIZE) if window else None)
 
 
 def dataclass_dict(position: DataPosition) -> dict[str, Any]:

@@ -26,7 +26,9 @@ class DataPosition:
     ``plan_start``/``plan_round_robin_start`` describe where the epoch's current plan began (non-zero after a
     resume with another global batch size); ``rows_consumed``/``round_robin_next`` where training stands now.
     ``row_sets`` names the ``.npz`` file in the checkpoint holding row-id bitmaps (duplicate-/label-aware
-    samplers), or is ``None`` when counts are enough.
+    samplers), or is ``None`` when counts are enough. ``shuffle_window``/``shuffle_block_size`` are the
+    settings of the epoch order the counts refer to (``raystx.data.window_shuffle``; absent in older
+    checkpoints, which used the full permutation).
     """
 
     epoch: int
@@ -37,6 +39,8 @@ class DataPosition:
     rows_consumed: dict[str, int] = field(default_factory=dict)
     round_robin_next: int = 0
     row_sets: str | None = None
+    shuffle_window: int | None = None
+    shuffle_block_size: int | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> DataPosition:

@@ -81,6 +81,10 @@ def test_each_format_round_trips(ray_session, tmp_path, fmt):
     assert src.take(range(len(rows))) == _columns(rows)
     assert src.column_type("anchor") in (pa.string(), pa.large_string())
     assert all(f.startswith(str(tmp_path / "stage" / "sts")) for f in src.staged_files)
+    footers = [pq.ParquetFile(f).metadata for f in src.staged_files]
+    # the shards of a windowed shuffle: every staged row group, in file order
+    assert src.shard_rows == [m.row_group(g).num_rows for m in footers for g in range(m.num_row_groups)]
+    assert sum(src.shard_rows) == len(rows)
     assert validate_sources(sources, PairScoreLoss, global_batch_size=4) == {"sts": PairScoreLoss.contract}
 
 

@@ -66,18 +66,22 @@ def _train(tmp_path: Path, base, data, name: str, workers: int, resume: Path | N
     return out, [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def test_two_workers_checkpoint_then_one_worker_finishes_the_epoch(ray_session, tiny_bert_dir, tmp_path):
+@pytest.mark.parametrize("window", [None, 2])  # 2: a shard-windowed epoch order over blocks of 16 rows
+def test_two_workers_checkpoint_then_one_worker_finishes_the_epoch(
+    ray_session, tiny_bert_dir, tmp_path, window
+):
     data = datasets.Dataset.from_dict(
         {"anchor": unique_sentences(ROWS, 60), "positive": make_sentences(ROWS, 61)}
     )
     base = SentenceTransformer(str(tiny_bert_dir))
+    order = {"shuffle_window": window, "shuffle_block_size": 16}
 
-    _, before = _train(tmp_path, base, data, "before", workers=2, max_steps=3, save_steps=3)
+    _, before = _train(tmp_path, base, data, "before", workers=2, max_steps=3, save_steps=3, **order)
     checkpoint = tmp_path / "before" / "checkpoint-3"
-    assert json.loads((checkpoint / "trainer_state.json").read_text())["data_position"]["rows_consumed"] == {
-        "train": 3 * 2 * PER_DEVICE
-    }
-    out, after = _train(tmp_path, base, data, "after", workers=1, resume=checkpoint)
+    position = json.loads((checkpoint / "trainer_state.json").read_text())["data_position"]
+    assert position["rows_consumed"] == {"train": 3 * 2 * PER_DEVICE}
+    assert position["shuffle_window"] == window
+    out, after = _train(tmp_path, base, data, "after", workers=1, resume=checkpoint, **order)
 
     assert {r["rank"] for r in before} == {0, 1} and {r["rank"] for r in after} == {0}
     # 48 rows left in 1 x 8 batches: 6 more steps, and the epoch budget ends there (not at 12 new-size steps)
