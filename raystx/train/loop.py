@@ -178,7 +178,7 @@ class TrainLoop:
         components = out if isinstance(out, dict) else {"loss": out}
         total = sum(components.values())
         finite = bool(torch.isfinite(total.detach()).item())
-        if finite:
+        if finite or self.parts.strategy.collective_forward:  # sharded: every rank's backward takes part
             scaled = total / self.args.gradient_accumulation_steps
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
         values = {"loss": total.detach().float()}
@@ -352,19 +352,24 @@ class TrainLoop:
         if parts.eval_loss is not None:
             metrics.update(parts.eval_loss(parts.model, parts.losses, self.rt.device, self.autocast_dtype))
         if self.rt.rank != 0:
+            if parts.evaluator is not None and parts.strategy.collective_forward:
+                self._run_evaluator()  # its forwards gather sharded parameters with rank 0's
             return metrics
         if parts.evaluator is not None:
-            model = parts.model
-            was_training = model.training
-            model.eval()
-            try:
-                results = parts.evaluator(model)
-            finally:
-                model.train(was_training)
-            metrics.update({f"eval_{k}": float(v) for k, v in results.items()})
+            metrics.update({f"eval_{k}": float(v) for k, v in self._run_evaluator().items()})
         self._callback("on_evaluate", metrics)
         self._track_best(metrics)
         return metrics
+
+    def _run_evaluator(self) -> dict[str, Any]:
+        """The evaluator's results on the model in eval mode (the previous mode restored)."""
+        model = self.parts.model
+        was_training = model.training
+        model.eval()
+        try:
+            return self.parts.evaluator(model)
+        finally:
+            model.train(was_training)
 
     def _track_best(self, metrics: dict[str, float]) -> None:
         key = self.parts.best_metric_key
@@ -403,6 +408,7 @@ class TrainLoop:
             optimizer=parts.optimizer,
             scheduler=parts.scheduler,
             trainer_state=checkpoint_state,
+            weights=parts.strategy.weights,
         )
         self._callback("on_save", directory)
         return directory

@@ -69,7 +69,8 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
     losses = {name: loss.to(runtime.device) for name, loss in payload.losses.items()}
     if args.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable()
-    strategy = build_strategy(args, model, losses)
+    collate = _collator(payload, model)  # before sharding: it shallow-copies the first module for its tokenizer
+    strategy = build_strategy(args, model, losses, runtime.device, runtime.rank)
     optimizer = build_optimizer(strategy.named_parameters(), args)
     cursor = DataCursor(payload.sources, args, runtime.rank, runtime.world_size)
     if cursor.steps_per_epoch < args.gradient_accumulation_steps:
@@ -87,6 +88,7 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
         losses=losses,
         optimizer=optimizer,
         scheduler=scheduler,
+        weights=strategy.weights,
     )
     if restored is not None:
         checkpoint, path = restored
@@ -114,7 +116,7 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
         strategy=strategy,
         optimizer=optimizer,
         scheduler=scheduler,
-        collate=_collator(payload, model),
+        collate=collate,
         callbacks=_callbacks(payload, runtime),
         evaluator=payload.evaluator,
         eval_loss=_eval_loss(payload, model, runtime),
