@@ -61,9 +61,7 @@ def parse_fsdp(fsdp: Any, fsdp_config: Any) -> FsdpOptions | None:
         _apply_legacy(fsdp, config)
     unknown = sorted(set(config) - set(_KNOWN))
     if unknown:
-        raise ValueError(
-            f"fsdp_config has unknown key(s) {unknown}; raystx accepts {', '.join(_KNOWN)}"
-        )
+        raise ValueError(f"fsdp_config has unknown key(s) {unknown}; raystx accepts {', '.join(_KNOWN)}")
     for key in _BOOL_KEYS:
         if key in config:
             config[key] = _as_bool(key, config[key])
@@ -135,3 +133,43 @@ def _as_bool(key: str, value: Any) -> bool:
     if text in ("false", "0", "no", "off"):
         return False
     raise ValueError(f"fsdp_config[{key!r}] must be true or false, got {value!r}")
+
+
+def check_fsdp_run(
+    options: FsdpOptions | None,
+    losses: dict[str, Any],
+    has_eval_dataset: bool,
+    num_workers: int,
+    drop_last: bool,
+) -> list[str]:
+    """Driver-side checks of an FSDP run before any worker starts: raises ``ValueError`` for what cannot work
+    (every rank must run the same forwards, see ``raystx.train.strategy_fsdp``); returns warnings."""
+    if options is None:
+        return []
+    errors = []
+    for dataset, loss in losses.items():
+        for module in loss.modules():
+            if getattr(module, "mini_batch_num_tokens", None) is not None:
+                errors.append(
+                    f"dataset {dataset!r}: {type(module).__name__}(mini_batch_num_tokens=...) cuts mini-batches by "
+                    "each rank's own token counts, so ranks would run different numbers of sharded forwards; "
+                    "use mini_batch_size with fsdp"
+                )
+            elif getattr(module, "uses_gradient_cache", False) and not drop_last:
+                errors.append(
+                    f"dataset {dataset!r}: {type(module).__name__} with dataloader_drop_last=False can give ranks "
+                    "last batches of different sizes, hence different numbers of sharded mini-batch forwards; "
+                    "keep dataloader_drop_last=True with fsdp"
+                )
+    if has_eval_dataset:
+        errors.append(
+            "eval_dataset with fsdp is not supported yet: the sharded eval loss runs a different number of "
+            "batches per rank, and sharded forwards need every rank; use an evaluator, or fsdp off"
+        )
+    if errors:
+        raise ValueError("fsdp cannot run this configuration:\n  - " + "\n  - ".join(errors))
+    if num_workers <= 1:
+        return [
+            "fsdp with 1 worker shards nothing (it trains like replicated training, with FSDP's overhead)"
+        ]
+    return []

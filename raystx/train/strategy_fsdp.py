@@ -209,7 +209,9 @@ class FsdpStrategy:
         model = copy.deepcopy(self.skeleton)
         missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
         if unexpected or any(p.is_meta for p in model.parameters()):
-            raise RuntimeError(f"FSDP export: the full state dict does not fit the model ({missing[:5]}, {unexpected[:5]})")
+            raise RuntimeError(
+                f"FSDP export: the full state dict does not fit the model ({missing[:5]}, {unexpected[:5]})"
+            )
         model.save_pretrained(str(directory))
         del model, state
 

@@ -64,7 +64,11 @@ def build_losses(kind: str, model) -> dict[str, Any]:
     if kind == "mnrl":
         return {"train": L.MultipleNegativesRankingLoss(model, gather_across_devices=True)}
     if kind == "cached":
-        return {"train": L.CachedMultipleNegativesRankingLoss(model, mini_batch_size=3, gather_across_devices=True)}
+        return {
+            "train": L.CachedMultipleNegativesRankingLoss(
+                model, mini_batch_size=3, gather_across_devices=True
+            )
+        }
     if kind == "cosent":
         return {"train": L.CoSENTLoss(model)}
     if kind == "matryoshka":
@@ -126,7 +130,10 @@ def train_rank(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, An
     runtime = SpawnRuntime(out)
     if spec.get("crash_after_step"):
         _crash_after(spec["crash_after_step"])
-    result = train_worker(payload, runtime)
+    try:
+        result = train_worker(payload, runtime)
+    except SimulatedCrash:
+        return {"crashed": True}
     weights = _full_weights(model)
     history = [h["loss"] for h in result["log_history"] if "loss" in h]
     return {"losses": history, "weights": weights, "global_step": result["global_step"]}
@@ -142,6 +149,10 @@ def _full_weights(model) -> dict[str, torch.Tensor]:
     return out
 
 
+class SimulatedCrash(Exception):
+    """Raised by every rank after a chosen step (its checkpoint written): an interrupted run."""
+
+
 def _crash_after(step: int) -> None:
     """Raise after the checkpoint of ``step`` was written (an interrupted run)."""
     from raystx.train import loop
@@ -151,7 +162,7 @@ def _crash_after(step: int) -> None:
     def after_step(self, *a, **k):
         result = original(self, *a, **k)
         if self.state.global_step >= step:
-            raise KeyboardInterrupt("simulated crash")
+            raise SimulatedCrash(f"after step {self.state.global_step}")
         return result
 
     loop.TrainLoop.after_step = after_step
