@@ -100,14 +100,7 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
             state.max_steps, scheduler = recount_schedule(
                 args, state.global_step, steps_left, optimizer, scheduler
             )
-        if runtime.rank == 0:
-            logger.info(
-                "Resumed from %s at step %d (epoch %d, batch %d)",
-                path,
-                state.global_step,
-                cursor.epoch,
-                cursor.step_in_epoch,
-            )
+        _log_resumed(runtime, path, state, cursor)
     parts = LoopParts(
         model=model,
         losses=losses,
@@ -125,6 +118,17 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
         step_log_level=logging.DEBUG if payload.driver_shows_progress else logging.INFO,
     )
     return TrainLoop(parts, runtime, state)
+
+
+def _log_resumed(runtime: Runtime, path: Any, state: LoopState, cursor: DataCursor) -> None:
+    if runtime.rank == 0:
+        logger.info(
+            "Resumed from %s at step %d (epoch %d, batch %d)",
+            path,
+            state.global_step,
+            cursor.epoch,
+            cursor.step_in_epoch,
+        )
 
 
 def _collator(payload: WorkerPayload, model: nn.Module) -> BatchCollator:
