@@ -122,6 +122,11 @@ class FsdpStrategy:
     ) -> None:
         from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError(
+                "fsdp=True needs a torch.distributed process group (every Ray Train worker has one); this "
+                "process has none (a LocalRuntime run): train through the Trainer, or with fsdp off"
+            )
         self.model, self.losses, self.options, self.device = model, losses, options, device
         self.skeleton = export_skeleton(model) if rank == 0 else None
         for sub in model.modules():

@@ -81,7 +81,41 @@ def build_losses(kind: str, model) -> dict[str, Any]:
         }
     if kind == "softmax":
         return {"train": L.SoftmaxLoss(model, model.get_sentence_embedding_dimension(), num_labels=3)}
+    if kind == "nan":
+        return {"train": NanOnRankOne(model, gather_across_devices=True)}
     raise ValueError(kind)
+
+
+class _NanMixin:
+    nan_call = 3
+
+    def forward(self, features, labels):
+        self.calls = getattr(self, "calls", 0) + 1
+        loss = super().forward(features, labels)
+        if dist.get_rank() == dist.get_world_size() - 1 and self.calls == self.nan_call:
+            loss = loss * float("nan")  # after the gather: only this rank's loss is not finite
+        return loss
+
+
+def _nan_loss_class():
+    from raystx.losses import MultipleNegativesRankingLoss
+
+    return type("NanOnRankOne", (_NanMixin, MultipleNegativesRankingLoss), {})
+
+
+def NanOnRankOne(model, **kwargs):  # noqa: N802 - a loss factory named like the class it makes
+    """MNRL whose loss is NaN on the last rank in its third call (the other ranks' losses stay finite)."""
+    return _nan_loss_class()(model, **kwargs)
+
+
+class EncodeEvaluator:
+    """An evaluator that encodes a few sentences (every rank must take part in the sharded forwards)."""
+
+    def __call__(self, model) -> dict[str, float]:
+        from raystx.testing import make_sentences
+
+        embeddings = model.encode(make_sentences(5, seed=3), convert_to_tensor=True)
+        return {"norm": float(embeddings.norm())}
 
 
 def datasets_for(kind: str, rows: int = 48):
@@ -93,7 +127,7 @@ def datasets_for(kind: str, rows: int = 48):
     scores = [((i * 37) % 11) / 10.0 for i in range(rows)]
     pairs = datasets.Dataset.from_dict({"anchor": a, "positive": b})
     scored = datasets.Dataset.from_dict({"sentence1": a, "sentence2": b, "score": scores})
-    if kind in ("mnrl", "cached", "matryoshka"):
+    if kind in ("mnrl", "cached", "matryoshka", "nan"):
         return pairs
     if kind == "cosent":
         return scored
@@ -126,6 +160,7 @@ def train_rank(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, An
         label_kinds={n: matched[n].label for n in sources},
         resume_from=spec.get("resume_from"),
         run_dir=str(out),
+        evaluator=EncodeEvaluator() if spec.get("evaluator") else None,
     )
     runtime = SpawnRuntime(out)
     if spec.get("crash_after_step"):
@@ -136,7 +171,8 @@ def train_rank(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, An
         return {"crashed": True}
     weights = _full_weights(model)
     history = [h["loss"] for h in result["log_history"] if "loss" in h]
-    return {"losses": history, "weights": weights, "global_step": result["global_step"]}
+    evals = [h["eval_norm"] for h in result["log_history"] if "eval_norm" in h]
+    return {"losses": history, "weights": weights, "global_step": result["global_step"], "evals": evals}
 
 
 def _full_weights(model) -> dict[str, torch.Tensor]:

@@ -154,6 +154,7 @@ def test_fsdp_on_two_ranks_equals_one_rank_on_the_global_batch_mnrl(tmp_path, ti
         ("cosent", {"gradient_accumulation_steps": 2}),
         ("multi", {"max_grad_norm": 0.05}),
         ("softmax", {}),
+        ("cached", {"gradient_checkpointing": True}),  # activation checkpointing x GradCache x FSDP
     ],
 )
 def test_fsdp_equals_the_global_batch_for_other_losses(tmp_path, tiny_bert_dir, loss, extra):
@@ -184,3 +185,27 @@ def test_sharded_checkpoint_resumes_on_one_rank_to_the_uninterrupted_weights(tmp
     assert resumed["global_step"] == 4
     for key, value in whole["weights"].items():
         torch.testing.assert_close(resumed["weights"][key], value, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_on_one_rank_skips_the_step_on_all_and_the_evaluator_runs_sharded(
+    tmp_path, tiny_bert_dir
+):
+    """Rank 1's loss is NaN in step 3 of 3 (rank 0's is finite): every rank still runs backward (the blocks'
+    reduce-scatters need all of them), the shared flag skips the step, so the weights are those after step 2;
+    the evaluator encodes on every rank at each step."""
+    constant = dict(lr_scheduler_type="constant", eval_strategy="steps", eval_steps=1, logging_steps=100)
+    spec = dict(model_dir=str(tiny_bert_dir), evaluator=True)
+    skipped = run_loop(
+        2, dict(spec, loss="nan", out=str(tmp_path / "nan"), args=dict(BASE, fsdp=True, **constant))
+    )
+    clean = run_loop(
+        2,
+        dict(
+            spec, loss="mnrl", out=str(tmp_path / "two"), args=dict(BASE, fsdp=True, max_steps=2, **constant)
+        ),
+    )
+    assert skipped["global_step"] == 3 and len(skipped["evals"]) == 3 and len(clean["evals"]) == 2
+    assert skipped["evals"][:2] == pytest.approx(clean["evals"], abs=1e-5)
+    for key, value in clean["weights"].items():
+        torch.testing.assert_close(skipped["weights"][key], value, rtol=0, atol=1e-6)
