@@ -121,7 +121,7 @@ def _assert_same(ours: dict, reference: dict, atol: float = 1e-5) -> None:
 def _changed(result: dict, model_dir: Path) -> float:
     from fsdp_harness import build_model
 
-    start = dict(build_model(str(model_dir)).named_parameters())
+    start = {k: p.detach() for k, p in build_model(str(model_dir)).named_parameters()}
     return max(float((result["weights"][k] - start[k]).abs().max()) for k in start)
 
 
