@@ -24,10 +24,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "losses"))
 
 
-def _model(hidden: int, layers: int, seed: int = 0):
+def _write_model(hidden: int, layers: int, seed: int = 0) -> str:
+    """A random BERT-shaped model and a WordPiece tokenizer in a temporary folder (written once, before the
+    workers start: transformers saves only on rank 0 once a process group exists)."""
+    import tempfile
+
     from transformers import BertConfig, BertModel
 
-    from raystx.models import Pooling, SentenceTransformer, Transformer
     from raystx.testing import build_wordpiece_tokenizer, write_wordpiece_vocab
 
     torch.manual_seed(seed)
@@ -40,13 +43,17 @@ def _model(hidden: int, layers: int, seed: int = 0):
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
-    import tempfile
-
     folder = Path(tempfile.mkdtemp(prefix="raystx-bench-"))
     BertModel(config).save_pretrained(folder)
     build_wordpiece_tokenizer(write_wordpiece_vocab(folder / "vocab.txt")).save_pretrained(folder)
-    word = Transformer(str(folder))
-    return SentenceTransformer(modules=[word, Pooling(hidden, "mean")])
+    return str(folder)
+
+
+def _model(folder: str):
+    from raystx.models import Pooling, SentenceTransformer, Transformer
+
+    word = Transformer(folder)
+    return SentenceTransformer(modules=[word, Pooling(word.get_word_embedding_dimension(), "mean")])
 
 
 def _local_bytes(tensors) -> int:
@@ -61,15 +68,13 @@ def _local_bytes(tensors) -> int:
     return total
 
 
-def _bench_rank(
-    rank: int, world: int, mode: str, hidden: int, layers: int, steps: int, batch: int, length: int
-):
+def _bench_rank(rank: int, world: int, mode: str, folder: str, steps: int, batch: int, length: int):
     from raystx.losses import MultipleNegativesRankingLoss
     from raystx.train.args import SentenceTransformerTrainingArguments
     from raystx.train.optim import build_optimizer
     from raystx.train.strategy import build_strategy
 
-    model = _model(hidden, layers)
+    model = _model(folder)
     losses = {"train": MultipleNegativesRankingLoss(model)}
     args = SentenceTransformerTrainingArguments(fsdp=mode == "fsdp", optim="adamw_torch", learning_rate=1e-5)
     strategy = build_strategy(args, model, losses, torch.device("cpu"), rank)
@@ -121,8 +126,9 @@ def main() -> None:
     from dist_harness import run_distributed
 
     results = {}
+    folder = _write_model(ns.hidden, ns.layers)
     for mode in ("replicated", "fsdp"):
-        args = (mode, ns.hidden, ns.layers, ns.steps, ns.batch, ns.length)
+        args = (mode, folder, ns.steps, ns.batch, ns.length)
         results[mode] = run_distributed(_bench_rank, world_size=ns.workers, args=args, timeout=3600)[0]
     base = results["replicated"]
     base_total = base["params"] + base["grads"] + base["optim"]
