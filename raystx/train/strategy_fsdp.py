@@ -139,7 +139,7 @@ class FsdpStrategy:
             dtype = torch.bfloat16 if options.mixed_precision == "bf16" else torch.float16
             kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
         if options.cpu_offload:
-            kwargs["offload_policy"] = CPUOffloadPolicy()
+            kwargs["offload_policy"] = CPUOffloadPolicy(pin_memory=device.type == "cuda")
         self.blocks = 0
         for root in top_level_modules(model):
             for block in find_blocks(root, options.transformer_layer_cls_to_wrap):
