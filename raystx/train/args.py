@@ -120,6 +120,10 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
     dataloader_drop_last: bool = True
     dataloader_prefetch_batches: int = 2
     max_consecutive_bad_steps: int = 10
+    # sharded data parallelism (FSDP2), named as in transformers: fsdp=True (or "full_shard", "shard_grad_op",
+    # "offload"), tuned by fsdp_config (raystx.train.fsdp_options); None/False keeps every worker's full copy
+    fsdp: bool | str | list[str] | None = None
+    fsdp_config: dict[str, Any] | str | None = None
     preemption_check_steps: int = 10
     disable_tqdm: bool | None = None
     # raystx only: how long the driver waits for the Ray Train workers to start (all of them placed at once)
@@ -238,8 +242,18 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
             w <= 0 for w in self.multi_dataset_weights.values()
         ):
             errors.append("multi_dataset_weights must all be > 0")
+        errors += self._fsdp_errors()
         if errors:
             raise ValueError("Invalid training arguments:\n  - " + "\n  - ".join(errors))
+
+    def _fsdp_errors(self) -> list[str]:
+        from raystx.train.fsdp_options import parse_fsdp
+
+        try:
+            parse_fsdp(self.fsdp, self.fsdp_config)
+        except ValueError as exc:
+            return [str(exc)]
+        return []
 
     def _best_model_errors(self) -> list[str]:
         """What ``load_best_model_at_end`` needs: evaluations, and saves at the evaluated steps."""

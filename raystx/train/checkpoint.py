@@ -5,6 +5,8 @@ A checkpoint directory holds::
     model/                      the model in sentence-transformers format (rank 0)
     loss_modules.safetensors    parameters of losses beyond the model, e.g. a SoftmaxLoss head (rank 0)
     optimizer.pt, scheduler.pt  optimizer / LR-scheduler state (rank 0)
+    fsdp/                       FSDP runs instead of optimizer.pt: model and optimizer shards written with
+                                torch.distributed.checkpoint (raystx.train.strategy_fsdp.FsdpWeights)
     rng_state_{rank}.pt         each rank's torch / numpy / python RNG state
     trainer_state.json          global step, epoch, position in the epoch, metrics, log history; written last,
                                 with a manifest of the other files' sizes so a truncated checkpoint is detected
@@ -55,6 +57,29 @@ def load_loss_modules_state(losses: dict[str, nn.Module], state: dict[str, torch
             loss.load_state_dict(own, strict=False)
 
 
+class ReplicatedWeights:
+    """The model and optimizer part of a checkpoint when every rank holds the whole model: rank 0 writes
+    ``model/`` and ``optimizer.pt``. A strategy's ``weights`` object has these two methods (the FSDP one writes
+    sharded state instead); both are called on every rank."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def save(self, directory: Path, rank: int, optimizer: torch.optim.Optimizer, resumable: bool) -> None:
+        if rank != 0:
+            return
+        self.model.save_pretrained(str(directory / "model"))
+        if resumable:
+            torch.save(optimizer.state_dict(), directory / "optimizer.pt")
+
+    def load(self, directory: Path, optimizer: torch.optim.Optimizer | None) -> None:
+        load_model_weights(self.model, directory / "model")
+        if optimizer is not None:
+            optimizer.load_state_dict(
+                torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu")
+            )
+
+
 def rng_state() -> dict[str, Any]:
     state = {
         "python": random.getstate(),
@@ -83,12 +108,14 @@ def write_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     trainer_state: CheckpointState,
+    weights: Any = None,
 ) -> None:
     """Write this rank's share of a checkpoint into ``directory`` (rank 0 writes the shared parts).
 
     ``trainer_state.resumable=False`` writes the model, loss modules and state only: no optimizer, scheduler
     or RNG state (``save_only_model``, and the final checkpoint of a run with ``save_strategy="no"``, which
-    exists only to bring the weights back to the driver). A failed write (a full disk, ...) raises ``OSError``
+    exists only to bring the weights back to the driver). ``weights`` (the parameter strategy's, default
+    ``ReplicatedWeights``) writes the model and optimizer; every rank must call this. A failed write (a full disk, ...) raises ``OSError``
     naming the checkpoint folder and the cause.
     """
     try:
@@ -100,6 +127,7 @@ def write_checkpoint(
             optimizer=optimizer,
             scheduler=scheduler,
             trainer_state=trainer_state,
+            weights=weights or ReplicatedWeights(model),
         )
     except (OSError, RuntimeError) as exc:
         import errno
@@ -122,20 +150,20 @@ def _write_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     trainer_state: CheckpointState,
+    weights: Any,
 ) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if trainer_state.resumable:
         torch.save(_plain_rng(rng_state()), directory / f"rng_state_{rank}.pt")
+    weights.save(directory, rank, optimizer, trainer_state.resumable)
     if rank != 0:
         return
     from safetensors.torch import save_file
 
-    model.save_pretrained(str(directory / "model"))
     extra = loss_modules_state(losses, model)
     if extra:
         save_file(extra, str(directory / "loss_modules.safetensors"))
     if trainer_state.resumable:
-        torch.save(optimizer.state_dict(), directory / "optimizer.pt")
         torch.save(scheduler.state_dict(), directory / "scheduler.pt")
     manifest = {
         str(p.relative_to(directory)): p.stat().st_size
@@ -188,8 +216,10 @@ def restore_checkpoint(
     losses: dict[str, nn.Module],
     optimizer: torch.optim.Optimizer | None,
     scheduler: Any,
+    weights: Any = None,
 ) -> CheckpointState:
-    """Load model, loss modules, optimizer, scheduler and this rank's RNG state; return the trainer state."""
+    """Load model, loss modules, optimizer, scheduler and this rank's RNG state; return the trainer state.
+    ``weights`` (the parameter strategy's, default ``ReplicatedWeights``) reads the model and optimizer."""
     directory = Path(directory)
     state = read_trainer_state(directory)
     if not state.resumable:
@@ -197,14 +227,10 @@ def restore_checkpoint(
             f"{directory} holds the model only (save_only_model, or the final save of a save_strategy='no' run): "
             "it has no optimizer/scheduler state to resume from"
         )
-    load_model_weights(model, directory / "model")
+    (weights or ReplicatedWeights(model)).load(directory, optimizer)
     extra = directory / "loss_modules.safetensors"
     if extra.is_file():
         load_loss_modules_state(losses, load_tensors(extra))
-    if optimizer is not None:
-        optimizer.load_state_dict(
-            torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu")
-        )
     if scheduler is not None:
         scheduler.load_state_dict(torch.load(directory / "scheduler.pt", weights_only=True))
     rng_file = directory / f"rng_state_{rank}.pt"

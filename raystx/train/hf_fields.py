@@ -24,10 +24,7 @@ NO_DDP = (
     "raystx does not wrap the model in DDP: gradients are averaged in one flat all-reduce and parameters "
     "without a gradient count as zero"
 )
-SHARDED = (
-    "sharded (FSDP) training is the FSDP option of issue 15, not available yet; ScalingConfig sets data "
-    "parallelism"
-)
+SHARDED = "raystx shards with FSDP2: set fsdp=True (and fsdp_config) instead; ScalingConfig sets the workers"
 RANK_ZERO = "on Ray Train rank 0 logs and saves; set the storage with RunConfig(storage_path=...)"
 NOT_YET = "accepted, but the raystx training loop does not use it yet"
 
@@ -67,8 +64,6 @@ EXTRA_FIELDS: dict[str, ExtraField] = {
     "ddp_broadcast_buffers": _ray(None, NO_DDP),
     "ddp_static_graph": _ray(None, NO_DDP),
     "deepspeed": _ray(None, SHARDED),
-    "fsdp": _ray(None, SHARDED),
-    "fsdp_config": _ray(None, SHARDED),
     "parallelism_config": _ray(None, SHARDED),
     "accelerator_config": _ray(None, "raystx does not use Accelerate; " + SCALING),
     "auto_find_batch_size": _ray(False, "an Accelerate feature; set per_device_train_batch_size yourself"),

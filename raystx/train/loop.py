@@ -180,7 +180,7 @@ class TrainLoop:
         components = out if isinstance(out, dict) else {"loss": out}
         total = sum(components.values())
         finite = bool(torch.isfinite(total.detach()).item())
-        if finite:
+        if finite or self.parts.strategy.collective_forward:  # sharded: every rank's backward takes part
             scaled = total / self.args.gradient_accumulation_steps
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
         values = {"loss": total.detach().float()}
@@ -354,15 +354,7 @@ class TrainLoop:
         metrics: dict[str, float] = {}
         if parts.eval_loss is not None:
             metrics.update(parts.eval_loss(parts.model, parts.losses, self.rt.device, self.autocast_dtype))
-        results = None
-        if parts.evaluator is not None:
-            model = parts.model
-            was_training = model.training
-            model.eval()
-            try:
-                results = run_evaluator(parts.evaluator, model)
-            finally:
-                model.train(was_training)
+        results = self._run_evaluator() if parts.evaluator is not None else None
         if self.rt.rank != 0:
             return metrics
         if results is not None:
@@ -370,6 +362,23 @@ class TrainLoop:
         self._callback("on_evaluate", metrics)
         self._track_best(metrics)
         return metrics
+
+    def _run_evaluator(self) -> dict[str, Any] | None:
+        """The evaluator's results on the model in eval mode (the previous mode restored); every rank calls it.
+
+        Replicated: ``run_evaluator`` splits a built-in evaluator's encodes across the ranks (others run on rank
+        0 alone); the results are rank 0's, None elsewhere. Sharded parameters (``collective_forward``): every
+        rank runs the whole evaluator unsharded, since each forward all-gathers parameters with the other ranks
+        and sharded encodes could give the ranks different numbers of forwards."""
+        model = self.parts.model
+        was_training = model.training
+        model.eval()
+        try:
+            if self.parts.strategy.collective_forward:
+                return self.parts.evaluator(model)
+            return run_evaluator(self.parts.evaluator, model)
+        finally:
+            model.train(was_training)
 
     def _track_best(self, metrics: dict[str, float]) -> None:
         key = self.parts.best_metric_key
@@ -408,6 +417,7 @@ class TrainLoop:
             optimizer=parts.optimizer,
             scheduler=parts.scheduler,
             trainer_state=checkpoint_state,
+            weights=parts.strategy.weights,
         )
         self._callback("on_save", directory)
         return directory

@@ -44,13 +44,14 @@ def _param_groups(
 ) -> list[dict]:
     import re
 
-    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    groups: dict[tuple[float, float, str], list[nn.Parameter]] = {}
     mapping = [(re.compile(p), lr) for p, lr in (args.learning_rate_mapping or {}).items()]
     for name, param in named_params:
         lr = next((lr for pattern, lr in mapping if pattern.search(name)), args.learning_rate)
         decay = 0.0 if any(k in name for k in _NO_DECAY) else args.weight_decay
-        groups.setdefault((lr, decay), []).append(param)
-    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+        # sharded (DTensor) and plain parameters in separate groups: foreach/fused kernels cannot mix them
+        groups.setdefault((lr, decay, type(param.data).__name__), []).append(param)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd, _), ps in groups.items()]
 
 
 def build_optimizer(

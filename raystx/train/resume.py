@@ -49,12 +49,20 @@ def restore_latest(
     losses: dict[str, nn.Module],
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
+    weights: Any = None,
 ) -> tuple[CheckpointState, Path] | None:
-    """Load the first complete checkpoint of ``candidates``; ``None`` when there is none."""
+    """Load the first complete checkpoint of ``candidates``; ``None`` when there is none. ``weights`` is the
+    parameter strategy's checkpoint reader (see ``raystx.train.strategy``)."""
     for candidate in candidates:
         try:
             state = restore_checkpoint(
-                candidate, rank=rank, model=model, losses=losses, optimizer=optimizer, scheduler=scheduler
+                candidate,
+                rank=rank,
+                model=model,
+                losses=losses,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                weights=weights,
             )
         except CorruptCheckpointError as exc:
             logger.warning("Skipping checkpoint %s: %s; trying the previous one", candidate, exc)

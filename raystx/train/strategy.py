@@ -3,22 +3,28 @@
 A strategy is chosen once per run (``build_strategy``) and the loop calls the same four methods whatever it is:
 ``named_parameters()`` (what the optimizer trains), ``sync(local_bad)`` (average gradients over ranks after the
 last micro-batch, returning whether any rank's loss was non-finite), ``clip_grad_norm(max_norm)`` and
-``zero_grad(optimizer)``.
+``zero_grad(optimizer)``. Two more things describe it: ``weights`` writes and reads the model and optimizer part
+of a checkpoint (``save``/``load``, called on every rank), and ``collective_forward`` says that every rank must
+run every forward and backward (parameters are gathered inside them), so a non-finite loss is still
+back-propagated (the step is skipped after) and the evaluator runs on every rank.
 
 - ``ReplicatedStrategy`` (the default): every worker holds the whole model; dense gradients live in one flat
   buffer all-reduced in place, large embedding tables go row-sparse (``raystx.train.optim.GradientSync``).
+- ``FsdpStrategy`` (``fsdp=True``, ``raystx.train.strategy_fsdp``): parameters, gradients and optimizer state
+  sharded with FSDP2, checkpoints written with ``torch.distributed.checkpoint``.
 
-Sharded (FSDP2) and adapter (LoRA) strategies plug in here without the loop branching on them.
+Adapter (LoRA) strategies plug in here without the loop branching on them.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from raystx.train.args import SentenceTransformerTrainingArguments
+from raystx.train.checkpoint import ReplicatedWeights
 from raystx.train.optim import GradientSync, row_sparse_flags, unique_parameters
 
 
@@ -26,6 +32,8 @@ class ParameterStrategy(Protocol):
     """What the step loop needs from a way of holding and syncing parameters."""
 
     name: str
+    collective_forward: bool
+    weights: Any
 
     def named_parameters(self) -> list[tuple[str, nn.Parameter]]: ...
 
@@ -40,8 +48,10 @@ class ReplicatedStrategy:
     """Whole model on every worker; gradients averaged in one flat all-reduce (a no-op on one worker)."""
 
     name = "replicated"
+    collective_forward = False
 
     def __init__(self, model: nn.Module, losses: dict[str, nn.Module]) -> None:
+        self.weights = ReplicatedWeights(model)
         modules = [model, *losses.values()]
         self._named = unique_parameters(modules)
         self.params = [p for _, p in self._named]
@@ -61,7 +71,18 @@ class ReplicatedStrategy:
 
 
 def build_strategy(
-    args: SentenceTransformerTrainingArguments, model: nn.Module, losses: dict[str, nn.Module]
+    args: SentenceTransformerTrainingArguments,
+    model: nn.Module,
+    losses: dict[str, nn.Module],
+    device: torch.device | None = None,
+    rank: int = 0,
 ) -> ParameterStrategy:
-    """The parameter strategy the arguments ask for (today: replicated)."""
-    return ReplicatedStrategy(model, losses)
+    """The parameter strategy the arguments ask for: ``FsdpStrategy`` with ``fsdp`` set, else replicated."""
+    from raystx.train.fsdp_options import parse_fsdp
+
+    options = parse_fsdp(getattr(args, "fsdp", None), getattr(args, "fsdp_config", None))
+    if options is None:
+        return ReplicatedStrategy(model, losses)
+    from raystx.train.strategy_fsdp import FsdpStrategy
+
+    return FsdpStrategy(model, losses, options, device or torch.device("cpu"), rank)

@@ -226,6 +226,7 @@ class SentenceTransformerTrainer:
             global_batch_size=self.args.per_device_train_batch_size * max_workers(scaling),  # strictest size
             drop_last=self.args.dataloader_drop_last,
         )
+        _check_fsdp(self.args, losses, self.eval_dataset is not None, int(scaling.num_workers or 1))
         self._label_kinds = {n: matched[n].label for n in sources}  # the contract each dataset matched
         self._eval, self._eval_label_kinds = prepare_eval_datasets(
             self.eval_dataset,
@@ -448,3 +449,12 @@ class _PhaseClock:
 
 def _is_loss_factory(obj: Any) -> bool:
     return callable(obj) and not isinstance(obj, nn.Module)
+
+
+def _check_fsdp(args: Any, losses: dict[str, nn.Module], has_eval: bool, num_workers: int) -> None:
+    """FSDP's driver-side checks (``raystx.train.fsdp_options.check_fsdp_run``); its warnings are logged."""
+    from raystx.train.fsdp_options import check_fsdp_run, parse_fsdp
+
+    options = parse_fsdp(args.fsdp, args.fsdp_config)
+    for warning in check_fsdp_run(options, losses, has_eval, num_workers, args.dataloader_drop_last):
+        logger.warning(warning)

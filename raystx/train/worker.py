@@ -69,7 +69,8 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
     losses = {name: loss.to(runtime.device) for name, loss in payload.losses.items()}
     if args.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable()
-    strategy = build_strategy(args, model, losses)
+    collate = _collator(payload, model)  # before sharding: it shallow-copies the first module for its tokenizer
+    strategy = build_strategy(args, model, losses, runtime.device, runtime.rank)
     optimizer = build_optimizer(strategy.named_parameters(), args)
     cursor = DataCursor(payload.sources, args, runtime.rank, runtime.world_size)
     if cursor.steps_per_epoch < args.gradient_accumulation_steps:
@@ -87,6 +88,7 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
         losses=losses,
         optimizer=optimizer,
         scheduler=scheduler,
+        weights=strategy.weights,
     )
     if restored is not None:
         checkpoint, path = restored
@@ -98,14 +100,7 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
             state.max_steps, scheduler = recount_schedule(
                 args, state.global_step, steps_left, optimizer, scheduler
             )
-        if runtime.rank == 0:
-            logger.info(
-                "Resumed from %s at step %d (epoch %d, batch %d)",
-                path,
-                state.global_step,
-                cursor.epoch,
-                cursor.step_in_epoch,
-            )
+        _log_resumed(runtime, path, state, cursor)
     parts = LoopParts(
         model=model,
         losses=losses,
@@ -114,7 +109,7 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
         strategy=strategy,
         optimizer=optimizer,
         scheduler=scheduler,
-        collate=_collator(payload, model),
+        collate=collate,
         callbacks=_callbacks(payload, runtime),
         evaluator=payload.evaluator,
         eval_loss=_eval_loss(payload, model, runtime),
@@ -123,6 +118,17 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
         step_log_level=logging.DEBUG if payload.driver_shows_progress else logging.INFO,
     )
     return TrainLoop(parts, runtime, state)
+
+
+def _log_resumed(runtime: Runtime, path: Any, state: LoopState, cursor: DataCursor) -> None:
+    if runtime.rank == 0:
+        logger.info(
+            "Resumed from %s at step %d (epoch %d, batch %d)",
+            path,
+            state.global_step,
+            cursor.epoch,
+            cursor.step_in_epoch,
+        )
 
 
 def _collator(payload: WorkerPayload, model: nn.Module) -> BatchCollator:

@@ -61,15 +61,14 @@ def test_fields_without_meaning_on_ray_are_named_once_with_the_replacement() -> 
             output_dir="x",
             local_rank=0,
             deepspeed="ds.json",
-            fsdp="full_shard",
             ddp_backend="nccl",
             torch_compile=True,
         )
     assert len(record) == 1
     message = str(record[0].message)
-    for name in ("local_rank", "deepspeed", "fsdp", "ddp_backend", "torch_compile"):
+    for name in ("local_rank", "deepspeed", "ddp_backend", "torch_compile"):
         assert message.count(f"- {name}:") == 1
-    assert "ScalingConfig" in message and "FSDP option of issue 15" in message
+    assert "ScalingConfig" in message and "fsdp=True" in message
     assert "not use it yet" in message.split("torch_compile:")[1]
 
 
