@@ -65,18 +65,22 @@ class StepResult:
 
 
 class RunningMeans:
-    """Sums of the logged values since the last log line (finite steps only)."""
+    """Sums of the logged values since the last log line (finite micro-batches only).
+
+    ``seen`` counts every micro-batch and the keys are recorded for non-finite ones too (adding nothing), so
+    every rank holds the same keys and the same ``seen`` whatever its own losses were: the ranks then make the
+    same collective calls when they log (a rank whose only micro-batches were non-finite still takes part)."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
+        self.sums: dict[str, torch.Tensor | float] = {}
         self.steps = 0
+        self.seen = 0
 
     def add(self, result: StepResult) -> None:
-        if not result.finite:
-            return
+        self.seen += 1
         for key, value in result.values.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value
-        self.steps += 1
+            self.sums[key] = self.sums.get(key, 0.0) + (value if result.finite else 0.0)
+        self.steps += int(result.finite)
 
 
 @dataclass
@@ -169,7 +173,7 @@ class TrainLoop:
 
     # ------------------------------------------------------------------ one step
     def forward_backward(self, batch: Batch) -> StepResult:
-        """Loss of this rank's micro-batch and its backward (skipped when the loss is not finite)."""
+        """Loss of this rank's micro-batch and its backward (skipped in one process when the loss is not finite)."""
         device = self.rt.device
         features = [batch_to_device(f, device) for f in batch.features]
         labels = batch.labels.to(device) if batch.labels is not None else None
@@ -180,7 +184,10 @@ class TrainLoop:
         components = out if isinstance(out, dict) else {"loss": out}
         total = sum(components.values())
         finite = bool(torch.isfinite(total.detach()).item())
-        if finite or self.parts.strategy.collective_forward:  # sharded: every rank's backward takes part
+        # With several ranks every backward runs, finite or not: gathered embeddings all-reduce their gradients
+        # and sharded parameters reduce-scatter theirs, so a rank that skipped its backward would leave the
+        # others' collectives unmatched. The shared bad-step flag then skips the step and zeroes the gradients.
+        if finite or self.parts.strategy.collective_forward or self.rt.world_size > 1:
             scaled = total / self.args.gradient_accumulation_steps
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
         values = {"loss": total.detach().float()}
@@ -251,7 +258,7 @@ class TrainLoop:
             return False, False
         metrics: dict[str, Any] = {"step": state.global_step, "epoch": round(self.cursor.epoch_progress(), 4)}
         report_due = False
-        if events.log and means.steps:
+        if events.log and means.seen:
             logged, report_due = self._reduce_means(means)
             metrics.update(logged)
             metrics.update(self._throughput(started))
@@ -314,15 +321,18 @@ class TrainLoop:
         return StepEvents(log=events.log, evaluate=events.evaluate, save=True)
 
     def _reduce_means(self, means: RunningMeans) -> tuple[dict[str, float], bool]:
-        """The logged values averaged over steps and ranks, and whether a metrics-only report is due (rank 0's
-        clock decides; its flag rides along so every rank makes the same report calls)."""
+        """The logged values averaged over the finite micro-batches of all ranks (none when every one was
+        non-finite), and whether a metrics-only report is due (rank 0's clock decides; its flag rides along so
+        every rank makes the same report calls). Every rank calls this at every logging step."""
         from raystx.distributed import all_reduce_mean
 
         keys = sorted(means.sums)
         due = self.rt.rank == 0 and time.monotonic() - self._last_report >= self.rt.min_report_interval_s
         stacked = [torch.as_tensor(means.sums[k]).float().cpu() for k in keys]
-        values = all_reduce_mean(torch.stack([*stacked, torch.tensor(float(due))]))
-        out = {k: float(v) / means.steps for k, v in zip(keys, values[:-1])}
+        extra = torch.tensor([float(means.steps), float(due)])
+        values = all_reduce_mean(torch.cat([torch.stack(stacked), extra]) if stacked else extra)
+        steps = float(values[-2])  # mean finite micro-batches per rank; the sums are means over ranks too
+        out = {k: float(v) / steps for k, v in zip(keys, values[:-2])} if steps > 0 else {}
         out["learning_rate"] = float(self.parts.scheduler.get_last_lr()[0])
         return out, bool(values[-1] > 0)
 
