@@ -166,7 +166,9 @@ def evaluate_job(config: Path, set_: SetOption = None) -> None:
 @app.command()
 def encode(
     model: str,
-    inputs: Annotated[list[str], typer.Argument(help="input files/dirs/globs (csv, tsv, jsonl, parquet, txt)")],
+    inputs: Annotated[
+        list[str], typer.Argument(help="input files/dirs/globs (csv, tsv, jsonl, parquet, txt)")
+    ],
     output: Annotated[str, typer.Option("--output", "-o", help="output directory of Parquet files")],
     text_column: Annotated[str, typer.Option(help="the column holding the texts (.txt: 'text')")] = "text",
     id_column: Annotated[str | None, typer.Option(help="an input column copied to the output")] = None,

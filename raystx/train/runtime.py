@@ -59,7 +59,9 @@ class LocalRuntime(Runtime):
                 shutil.rmtree(target)
             shutil.copytree(checkpoint_dir, target)
             self.checkpoints.append(target)
-            shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the loop's temporary copy (as RayRuntime does)
+            shutil.rmtree(
+                checkpoint_dir, ignore_errors=True
+            )  # the loop's temporary copy (as RayRuntime does)
 
     def latest_checkpoint(self) -> Path | None:
         return self.checkpoints[-1] if self.checkpoints else None

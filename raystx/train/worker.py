@@ -69,7 +69,9 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
     losses = {name: loss.to(runtime.device) for name, loss in payload.losses.items()}
     if args.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable()
-    collate = _collator(payload, model)  # before sharding: it shallow-copies the first module for its tokenizer
+    collate = _collator(
+        payload, model
+    )  # before sharding: it shallow-copies the first module for its tokenizer
     strategy = build_strategy(args, model, losses, runtime.device, runtime.rank)
     optimizer = build_optimizer(strategy.named_parameters(), args)
     cursor = DataCursor(payload.sources, args, runtime.rank, runtime.world_size)

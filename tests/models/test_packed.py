@@ -193,7 +193,9 @@ def test_packed_bert_with_activation_checkpointing_gives_the_same_gradients():
     calls = []
     for layer in model.encoder.layer:
         assert layer.gradient_checkpointing
-        layer._gradient_checkpointing_func = lambda *a, **k: calls.append(1) or checkpoint(*a, use_reentrant=False)
+        layer._gradient_checkpointing_func = lambda *a, **k: (
+            calls.append(1) or checkpoint(*a, use_reentrant=False)
+        )
     last_ckpt, _ = packed_forward(model, inputs)
     ckpt = torch.autograd.grad((last_ckpt[real] ** 2).sum(), params)
     assert len(calls) == len(model.encoder.layer)

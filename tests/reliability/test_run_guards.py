@@ -387,7 +387,9 @@ def test_staged_data_is_removed_after_a_successful_run_unless_kept(ray_session, 
     assert trainer._cache_tag and not Path(_cache_dir(trainer._cache_tag)).exists()
 
     kept = tmp_path / "kept"
-    keeper = _trainer(tiny_bert_dir, kept, data=str(_write_csv(tmp_path / "pairs.csv")), keep_staged_data=True)
+    keeper = _trainer(
+        tiny_bert_dir, kept, data=str(_write_csv(tmp_path / "pairs.csv")), keep_staged_data=True
+    )
     keeper.train()
     assert any((kept / STAGING_DIR).rglob("*.parquet"))
     cached = Path(_cache_dir(keeper._cache_tag))  # the workers did write their cache there
