@@ -7,8 +7,9 @@ since non-persistent ones such as BERT's ``position_ids`` are in no weights file
 full weights from the directory (in host memory) and torch's ``set_model_state_dict(full_state_dict=True,
 broadcast_from_rank0=True)`` sends every rank its shards. Only rank 0 ever holds the full weights.
 
-Not wired into the driver yet: the ``WorkerPayload`` still ships the driver's full model (see the report of
-issue 15 item 3); this is the building block the payload path would call.
+On the worker: ``WorkerPayload.initial_weights`` (a saved model directory) with a payload whose model is a meta
+copy (``meta_payload``) makes ``build_loop`` call ``load_sharded`` right after sharding. The driver does not
+build such payloads yet (it would need a directory every rank 0 can read; see issue 15 item 3).
 """
 
 from __future__ import annotations
@@ -32,11 +33,34 @@ def meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def load_sharded(model: nn.Module, model_dir: str | os.PathLike, device: torch.device) -> None:
+def meta_payload(model: nn.Module, losses: dict[str, nn.Module]) -> tuple[nn.Module, dict[str, nn.Module]]:
+    """``meta_copy`` of ``model`` and copies of ``losses`` that share it (a loss's own parameters, e.g. a
+    SoftmaxLoss head, stay real): what a payload ships instead of the full model."""
+    memo: dict[int, Any] = {
+        id(p): nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+        for p in model.parameters()
+    }
+    return copy.deepcopy((model, losses), memo)
+
+
+def to_device(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module.to(device)``, leaving tensors on the meta device where they are (``to`` cannot copy them)."""
+    return module._apply(lambda t: t if t.is_meta else t.to(device))
+
+
+def load_sharded(
+    model: nn.Module, model_dir: str | os.PathLike, device: torch.device, strategy: Any = None
+) -> None:
     """Materialise the meta parameters of the sharded ``model`` on ``device`` with the weights saved in
-    ``model_dir`` (every rank calls this; only rank 0 reads the directory). ``ValueError`` when the saved
-    weights do not fit the model."""
+    ``model_dir`` (every rank calls this; only rank 0 reads the directory). ``strategy`` (the worker's) must be
+    FSDP's: replicated training has no shards to fill. ``ValueError`` when the saved weights do not fit."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    if strategy is not None and getattr(strategy, "name", None) != "fsdp":
+        raise ValueError(
+            "initial_weights (meta-device loading) needs fsdp=True: replicated training holds the full model "
+            "on every worker anyway; ship the model itself"
+        )
 
     buffers = {name: b.detach().clone() for name, b in model.named_buffers() if not b.is_meta}
     model.to_empty(device=device)

@@ -162,8 +162,15 @@ def train_rank(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, An
     matched = validate_sources(
         sources, losses, global_batch_size=args.per_device_train_batch_size * world_size, drop_last=True
     )
+    initial_weights = None
+    if spec.get("meta_load"):  # ship a meta copy; rank 0 reads the weights from the model directory
+        from raystx.train.fsdp_meta_load import meta_payload
+
+        model, losses = meta_payload(model, losses)
+        initial_weights = spec["model_dir"]
     payload = WorkerPayload(
         model=model,
+        initial_weights=initial_weights,
         losses=losses,
         args=args,
         sources=sources,

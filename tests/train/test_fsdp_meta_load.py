@@ -65,3 +65,34 @@ def test_each_rank_loads_only_its_shards_and_only_rank0_reads_the_weights(tmp_pa
         for name, value in saved.named_parameters():
             torch.testing.assert_close(result["full"][name], value, rtol=0, atol=0)
         torch.testing.assert_close(result["embeddings"], expected, rtol=0, atol=1e-6)
+
+
+def test_the_loop_trains_from_a_meta_payload_like_from_the_full_model(tmp_path, tiny_bert_dir):
+    """``WorkerPayload.initial_weights`` with a meta copy of the model (and losses sharing it): 2-rank FSDP
+    training gives the same losses and weights as the payload with the full model."""
+    from fsdp_harness import run_loop
+
+    args = dict(
+        max_steps=3, per_device_train_batch_size=8, learning_rate=1e-3, logging_steps=1, save_strategy="no",
+        seed=1, optim="adamw_torch", fsdp=True,
+    )  # fmt: skip
+    spec = dict(model_dir=str(tiny_bert_dir), loss="mnrl", args=args)
+    meta = run_loop(2, dict(spec, out=str(tmp_path / "meta"), meta_load=True))
+    full = run_loop(2, dict(spec, out=str(tmp_path / "full")))
+    assert len(meta["losses"]) == 3 and meta["losses"] == full["losses"]
+    for key, value in full["weights"].items():
+        torch.testing.assert_close(
+            meta["weights"][key], value, rtol=0, atol=0, msg=lambda m, k=key: f"{k}: {m}"
+        )
+
+
+def test_meta_loading_without_fsdp_is_refused_naming_the_option(tiny_bert_dir):
+    import pytest
+
+    from raystx.models import SentenceTransformer
+    from raystx.train.fsdp_meta_load import load_sharded, meta_payload
+    from raystx.train.strategy import ReplicatedStrategy
+
+    model, losses = meta_payload(SentenceTransformer(str(tiny_bert_dir), device="cpu"), {})
+    with pytest.raises(ValueError, match="initial_weights.*fsdp=True"):
+        load_sharded(model, str(tiny_bert_dir), torch.device("cpu"), ReplicatedStrategy(model, losses))
