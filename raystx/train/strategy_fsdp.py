@@ -29,6 +29,13 @@ What goes in: the model (on its device, not yet sharded), the losses, ``FsdpOpti
   ``torch.distributed.checkpoint`` (each rank its own file, rank 0 the metadata; DCP re-shards on load, so a
   checkpoint resumes on another number of workers), ``model/`` the consolidated sentence-transformers
   directory that rank 0 writes from the full state dict (gathered to its host memory, never its GPU).
+- **PEFT adapters (LoRA + FSDP).** ``add_adapter`` froze the base weights, so the blocks hold frozen base and
+  trainable adapter parameters in one FSDP unit: FSDP2 all-gathers both for the forward and reduce-scatters only
+  the gradients that exist (the adapter's); ``named_parameters`` (hence the optimizer, ``sync`` and the clipping)
+  covers the trainable parameters only. The sharded checkpoint then holds the adapter and its optimizer state
+  (the frozen base is never written: the run rebuilds it from the base model), and the exported ``model/`` is
+  the PEFT adapter layout that replicated LoRA writes, gathered from the adapter (and any other trainable
+  module) alone: the frozen base weights of the adapter's host are never gathered to rank 0.
 """
 
 from __future__ import annotations
@@ -96,6 +103,22 @@ def top_level_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.children() if any(True for _ in m.parameters())]
 
 
+def _adapter_host(model: nn.Module) -> nn.Module | None:
+    """The Hugging Face model inside ``model`` that carries PEFT adapters, or None."""
+    from raystx.models.adapters import find_adapter_host
+
+    return find_adapter_host(model)
+
+
+def frozen_base_names(model: nn.Module, host: nn.Module | None) -> set[str]:
+    """Names (in ``model.named_parameters()``) of the frozen parameters inside the adapter host ``host``: the
+    base weights an adapter run never changes, hence never checkpoints nor exports. Empty without an adapter."""
+    if host is None:
+        return set()
+    inside = {id(p) for p in host.parameters() if not p.requires_grad}
+    return {name for name, p in model.named_parameters() if id(p) in inside}
+
+
 def export_skeleton(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose parameters live on the meta device (no memory), buffers and tokenizer kept:
     the consolidated state dict is assigned into a copy of it to write the sentence-transformers directory."""
@@ -146,6 +169,7 @@ class FsdpStrategy:
                 fully_shard(block, **kwargs)
                 self.blocks += 1
             fully_shard(root, **kwargs)
+        self.adapter_host = _adapter_host(model)
         self._named = unique_parameters([model, *losses.values()])
         self.sharded = [p for _, p in self._named if _is_dtensor(p)]
         self.replicated = [p for _, p in self._named if not _is_dtensor(p)]
@@ -200,11 +224,24 @@ class FsdpStrategy:
 
     # ------------------------------------------------------------------ export
     def full_state_dict(self) -> dict[str, torch.Tensor]:
-        """The model's full state dict in rank 0's host memory (empty on the other ranks); every rank calls it."""
+        """The model's full state dict in rank 0's host memory (empty on the other ranks); every rank calls it.
+        With a PEFT adapter, the frozen base weights of the adapter's host are left out (never gathered)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_model_state_dict(self.model, options=options)
+        if self.adapter_host is None:
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            return get_model_state_dict(self.model, options=options)
+        skip = frozen_base_names(self.model, self.adapter_host)
+        rank0 = not (dist.is_initialized() and dist.get_rank() != 0)
+        out: dict[str, torch.Tensor] = {}
+        for name, tensor in self.model.state_dict().items():
+            if name in skip:
+                continue
+            # full_tensor() is a collective: every rank gathers the same tensors in the same order
+            full = tensor.full_tensor() if _is_dtensor(tensor) else tensor
+            if rank0:
+                out[name] = full.detach().to("cpu", copy=True)
+        return out
 
     def export(self, directory: Path) -> None:
         """Write the consolidated sentence-transformers directory (rank 0 writes; every rank calls this)."""
@@ -213,7 +250,8 @@ class FsdpStrategy:
             return
         model = copy.deepcopy(self.skeleton)
         missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-        if unexpected or any(p.is_meta for p in model.parameters()):
+        skip = frozen_base_names(model, _adapter_host(model))
+        if unexpected or any(p.is_meta for name, p in model.named_parameters() if name not in skip):
             raise RuntimeError(
                 f"FSDP export: the full state dict does not fit the model ({missing[:5]}, {unexpected[:5]})"
             )
@@ -233,12 +271,13 @@ class FsdpWeights:
 
         self.strategy.export(directory / "model")
         if resumable:
-            state = {"model": get_model_state_dict(self.strategy.model), "optim": self._optim_tree(optimizer)}
+            state = {"model": self._model_tree(get_model_state_dict), "optim": self._optim_tree(optimizer)}
             dcp.save(state, checkpoint_id=str(directory / FSDP_DIR))
 
     def load(self, directory: Path, optimizer: torch.optim.Optimizer | None) -> None:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
             _init_optim_state,
             get_model_state_dict,
             set_model_state_dict,
@@ -252,7 +291,7 @@ class FsdpWeights:
                 f"{directory} has no sharded state ({FSDP_DIR}/): it was written by replicated training "
                 "(fsdp off). Resume it with fsdp off, or start the FSDP run from its model/ directory."
             )
-        state: dict[str, Any] = {"model": get_model_state_dict(self.strategy.model)}
+        state: dict[str, Any] = {"model": self._model_tree(get_model_state_dict)}
         if optimizer is not None:
             _init_optim_state(optimizer)
             if self.strategy._head_sync is not None:  # _init_optim_state set the gradients to None
@@ -262,11 +301,20 @@ class FsdpWeights:
             dcp.load(state, checkpoint_id=str(source))
         except (FileNotFoundError, dcp.api.CheckpointException) as exc:
             raise CorruptCheckpointError(f"cannot load the sharded state in {source}: {exc}") from exc
-        set_model_state_dict(self.strategy.model, state["model"])
+        # with an adapter the tree lacks the frozen base weights: the model already holds them
+        strict = StateDictOptions(strict=self.strategy.adapter_host is None)
+        set_model_state_dict(self.strategy.model, state["model"], options=strict)
         if optimizer is not None:
             groups = state["optim"]["param_groups"]
             for index, group in enumerate(optimizer.param_groups):
                 group.update(groups[str(index)])
+
+    def _model_tree(self, get_model_state_dict: Any) -> dict[str, Any]:
+        """The model's sharded state dict for DCP; with a PEFT adapter, without the frozen base weights (the
+        checkpoint holds the adapter only, as a replicated adapter run's does)."""
+        state = get_model_state_dict(self.strategy.model)
+        skip = frozen_base_names(self.strategy.model, self.strategy.adapter_host)
+        return {k: v for k, v in state.items() if k not in skip}
 
     def _optim_tree(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         """The optimizer's state keyed by parameter name (the same on any number of workers): the state tensors

@@ -23,6 +23,7 @@ from raystx.train.cadence import total_optimizer_steps
 from raystx.train.callbacks import CallbackHandler, integration_callbacks
 from raystx.train.cursor import DataCursor
 from raystx.train.eval_loss import EvalDataset, EvalLoss
+from raystx.train.fsdp_meta_load import load_sharded, to_device
 from raystx.train.loop import LoopParts, LoopState, NonFiniteLossError, TrainLoop
 from raystx.train.optim import build_optimizer, build_scheduler
 from raystx.train.resume import checkpoint_candidates, recount_schedule, restore_latest
@@ -53,6 +54,9 @@ class WorkerPayload:
     run_dir: str | None = None
     # The driver renders progress from rank 0's log records, so workers keep their per-step lines at DEBUG.
     driver_shows_progress: bool = False
+    # A saved model directory to load the weights from after sharding, when ``model`` has its parameters on the
+    # meta device (FSDP only; rank 0 alone reads it, see ``raystx.train.fsdp_meta_load``).
+    initial_weights: str | None = None
 
 
 def set_seed(seed: int) -> None:
@@ -65,14 +69,16 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
     """Assemble the step loop on this worker, resumed from the newest complete checkpoint if there is one."""
     args = payload.args
     set_seed(args.seed)
-    model = payload.model.to(runtime.device)
-    losses = {name: loss.to(runtime.device) for name, loss in payload.losses.items()}
+    model = to_device(payload.model, runtime.device)
+    losses = {name: to_device(loss, runtime.device) for name, loss in payload.losses.items()}
     if args.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable()
     collate = _collator(
         payload, model
     )  # before sharding: it shallow-copies the first module for its tokenizer
     strategy = build_strategy(args, model, losses, runtime.device, runtime.rank)
+    if payload.initial_weights is not None:  # before the optimizer: only now do the shards exist
+        load_sharded(model, payload.initial_weights, runtime.device, strategy)
     optimizer = build_optimizer(strategy.named_parameters(), args)
     cursor = DataCursor(payload.sources, args, runtime.rank, runtime.world_size)
     if cursor.steps_per_epoch < args.gradient_accumulation_steps:

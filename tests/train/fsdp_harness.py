@@ -58,6 +58,14 @@ def build_model(model_dir: str):
     return SentenceTransformer(modules=[word, Pooling(word.get_word_embedding_dimension(), "mean")])
 
 
+def add_lora(model, fields: dict[str, Any]) -> None:
+    """Add a LoRA adapter built from ``fields`` (``peft.LoraConfig`` keyword arguments) to ``model``."""
+    import peft
+
+    torch.manual_seed(1)  # the adapter's random init is the same on every rank and in every run
+    model.add_adapter(peft.LoraConfig(**fields))
+
+
 def build_losses(kind: str, model) -> dict[str, Any]:
     from raystx import losses as L
 
@@ -143,6 +151,8 @@ def train_rank(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, An
     from raystx.train.worker import WorkerPayload, train_worker
 
     model = build_model(spec["model_dir"])
+    if spec.get("lora"):
+        add_lora(model, spec["lora"])
     losses = build_losses(spec["loss"], model)
     out = Path(spec["out"])
     sources = prepare_sources(
@@ -152,8 +162,15 @@ def train_rank(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, An
     matched = validate_sources(
         sources, losses, global_batch_size=args.per_device_train_batch_size * world_size, drop_last=True
     )
+    initial_weights = None
+    if spec.get("meta_load"):  # ship a meta copy; rank 0 reads the weights from the model directory
+        from raystx.train.fsdp_meta_load import meta_payload
+
+        model, losses = meta_payload(model, losses)
+        initial_weights = spec["model_dir"]
     payload = WorkerPayload(
         model=model,
+        initial_weights=initial_weights,
         losses=losses,
         args=args,
         sources=sources,
