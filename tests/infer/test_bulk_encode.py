@@ -57,6 +57,7 @@ def test_cli_encodes_csv_files_on_two_workers_in_input_order(ray_session, model,
     np.testing.assert_allclose(embeddings, model.encode(texts, batch_size=8), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # CI keeps the CLI run on two workers
 def test_ray_dataset_in_with_query_role_and_normalization(ray_session, model, tmp_path):
     import ray.data
 

@@ -49,6 +49,7 @@ def test_pool_encode_equals_local_encode(ray_session, model):
         model.encode(texts, pool=pool)
 
 
+@pytest.mark.slow  # CI keeps the float pool parity run
 def test_pool_encode_quantizes_the_whole_matrix_like_local_encode(ray_session, model):
     """int8 ranges come from all rows (as in one process), not per chunk; an ``InferencePool`` works too."""
     texts = make_sentences(60, seed=5)

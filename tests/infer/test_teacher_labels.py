@@ -32,6 +32,7 @@ def pairwise(teacher: SentenceTransformer, a: list[str], b: list[str]) -> np.nda
     return teacher.similarity_pairwise(teacher.encode(a), teacher.encode(b)).numpy()
 
 
+@pytest.mark.slow  # CI runs the distillation example, which checks its labels to 1e-6
 def test_labels_equal_the_in_process_recipe(ray_session, teacher, triplets, tmp_path):
     data = triplets.select(range(44, -1, -1))  # an indices mapping: labels follow the selected rows
     q, p, n1, n2 = (data[c] for c in ("query", "positive", "negative1", "negative2"))

@@ -107,6 +107,7 @@ def test_fsdp_lora_on_two_ranks_equals_replicated_lora_on_the_global_batch(tmp_p
     torch.testing.assert_close(oracle, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow  # CI keeps the FSDP+LoRA equality run; sharded resume is covered by test_fsdp_ray
 def test_fsdp_lora_checkpoint_resumes_on_one_rank_to_the_uninterrupted_weights(tmp_path, tiny_bert_dir):
     steps = dict(max_steps=4, save_steps=2)
     whole = _run(tmp_path, tiny_bert_dir, "whole", 2, fsdp=True, **steps)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import make_sentences
 
@@ -67,6 +68,7 @@ def test_each_rank_loads_only_its_shards_and_only_rank0_reads_the_weights(tmp_pa
         torch.testing.assert_close(result["embeddings"], expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # CI keeps the shard-loading test
 def test_the_loop_trains_from_a_meta_payload_like_from_the_full_model(tmp_path, tiny_bert_dir):
     """``WorkerPayload.initial_weights`` with a meta copy of the model (and losses sharing it): 2-rank FSDP
     training gives the same losses and weights as the payload with the full model."""

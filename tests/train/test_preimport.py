@@ -68,6 +68,7 @@ def test_start_without_modules_starts_no_thread(monkeypatch, value):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # every Ray run in CI goes through the hook; this one asserts it ran
 def test_ray_workers_run_the_hook_with_the_models_modules(ray_session, tiny_bert_dir, tmp_path):
     import json
 

@@ -66,7 +66,9 @@ def _train(tmp_path: Path, base, data, name: str, workers: int, resume: Path | N
     return out, [json.loads(line) for line in log.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("window", [None, 2])  # 2: a shard-windowed epoch order over blocks of 16 rows
+@pytest.mark.parametrize(
+    "window", [None, pytest.param(2, marks=pytest.mark.slow)]
+)  # 2: a shard-windowed epoch order over blocks of 16 rows
 def test_two_workers_checkpoint_then_one_worker_finishes_the_epoch(
     ray_session, tiny_bert_dir, tmp_path, window
 ):
