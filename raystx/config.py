@@ -391,18 +391,20 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     return validate_experiment(read_raw(path, overrides), path.parent, f"config {path}")
 
 
+def relative_to_config(path: str | None, base: Path) -> str | None:
+    """A relative path in a config file, read against the config's folder ``base`` when it exists there (or is a
+    glob); URIs, ``package:`` names, absolute paths and None are returned as they are."""
+    if path is None or "://" in path or path.startswith("package:") or Path(path).is_absolute():
+        return path
+    candidate = base / path
+    return str(candidate) if candidate.exists() or any(ch in path for ch in "*?[") else path
+
+
 def resolve_paths(config: ExperimentConfig, base: Path) -> None:
     """Relative data/model paths are relative to the config file's folder (when that file exists there)."""
-
-    def fix(p: str | None) -> str | None:
-        if p is None or "://" in p or p.startswith("package:") or Path(p).is_absolute():
-            return p
-        candidate = base / p
-        return str(candidate) if candidate.exists() or any(ch in p for ch in "*?[") else p
-
     for ds in config.train_data.values():
-        ds.path = fix(ds.path) or ds.path
+        ds.path = relative_to_config(ds.path, base) or ds.path
     if config.evaluator:
-        config.evaluator.path = fix(config.evaluator.path) or config.evaluator.path
+        config.evaluator.path = relative_to_config(config.evaluator.path, base) or config.evaluator.path
     if config.model.name_or_path:
-        config.model.name_or_path = fix(config.model.name_or_path)
+        config.model.name_or_path = relative_to_config(config.model.name_or_path, base)

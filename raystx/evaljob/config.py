@@ -37,6 +37,7 @@ from raystx.config import (
     _Strict,
     format_errors,
     read_raw,
+    relative_to_config,
 )
 
 
@@ -85,13 +86,6 @@ class EvalJobConfig(_Strict):
     storage_path: str | None = None
 
 
-def _relative(path: str | None, base: Path) -> str | None:
-    if path is None or "://" in path or path.startswith("package:") or Path(path).is_absolute():
-        return path
-    candidate = base / path
-    return str(candidate) if candidate.exists() else path
-
-
 def load_eval_config(path: str | Path, overrides: list[str] | None = None) -> EvalJobConfig:
     """Read, override, expand and validate an evaluation config; errors name the dotted key at fault."""
     path = Path(path)
@@ -101,12 +95,12 @@ def load_eval_config(path: str | Path, overrides: list[str] | None = None) -> Ev
     except ValidationError as exc:
         raise format_errors(exc, f"evaluation config {path}") from None
     base = path.parent
-    config.model.name_or_path = _relative(config.model.name_or_path, base)
+    config.model.name_or_path = relative_to_config(config.model.name_or_path, base)
     for spec in config.evaluators:
-        spec.path = _relative(spec.path, base)
-        spec.beir = _relative(spec.beir, base)
+        spec.path = relative_to_config(spec.path, base)
+        spec.beir = relative_to_config(spec.beir, base)
         if spec.type == "NanoBEIREvaluator" and isinstance(spec.kwargs.get("dataset_id"), str):
-            spec.kwargs["dataset_id"] = _relative(spec.kwargs["dataset_id"], base)
+            spec.kwargs["dataset_id"] = relative_to_config(spec.kwargs["dataset_id"], base)
     return config
 
 

@@ -15,7 +15,15 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from raystx.config import ConfigError, ModelConfig, PositiveInt, _Strict, format_errors, read_raw
+from raystx.config import (
+    ConfigError,
+    ModelConfig,
+    PositiveInt,
+    _Strict,
+    format_errors,
+    read_raw,
+    relative_to_config,
+)
 
 
 class MineDataSection(_Strict):
@@ -76,13 +84,6 @@ class MineConfig(_Strict):
     output_path: str
 
 
-def _relative(path: str, base: Path) -> str:
-    if "://" in path or path.startswith("package:") or Path(path).is_absolute():
-        return path
-    candidate = base / path
-    return str(candidate) if candidate.exists() else path
-
-
 def load_mine_config(path: str | Path, overrides: list[str] | None = None) -> MineConfig:
     """Read, override, expand and validate a mining config; errors name the dotted key at fault."""
     path = Path(path)
@@ -92,12 +93,12 @@ def load_mine_config(path: str | Path, overrides: list[str] | None = None) -> Mi
     except ValidationError as exc:
         raise format_errors(exc, f"mining config {path}") from None
     base = path.parent
-    config.data.path = _relative(config.data.path, base)
+    config.data.path = relative_to_config(config.data.path, base)
     if config.corpus is not None:
-        config.corpus.path = _relative(config.corpus.path, base)
+        config.corpus.path = relative_to_config(config.corpus.path, base)
     if config.model.name_or_path:
-        config.model.name_or_path = _relative(config.model.name_or_path, base)
-    config.output_path = _relative(config.output_path, base)
+        config.model.name_or_path = relative_to_config(config.model.name_or_path, base)
+    config.output_path = relative_to_config(config.output_path, base)
     return config
 
 
