@@ -86,7 +86,9 @@ def test_ray_workers_run_the_hook_with_the_models_modules(ray_session, tiny_bert
         def on_train_begin(self, args, state, control, **kwargs):
             from raystx.train import preimport as worker_side
 
-            report.write_text(json.dumps(worker_side.started))
+            import torch
+
+            report.write_text(json.dumps({"modules": worker_side.started, "threads": torch.get_num_threads()}))
 
     model = SentenceTransformer(str(tiny_bert_dir))
     trainer = SentenceTransformerTrainer(
@@ -102,7 +104,10 @@ def test_ray_workers_run_the_hook_with_the_models_modules(ray_session, tiny_bert
         scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
     )
     trainer.train()
-    started = json.loads(report.read_text())
+    probe = json.loads(report.read_text())
+    started = probe["modules"]
+    # torch was imported by the hook before Ray exported OMP_NUM_THREADS: the worker still runs on its CPU share
+    assert probe["threads"] == 1
     assert (
         "transformers.models.bert.modeling_bert" in started
         and "raystx.losses.multiple_negatives_ranking" in started
