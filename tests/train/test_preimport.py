@@ -84,11 +84,13 @@ def test_ray_workers_run_the_hook_with_the_models_modules(ray_session, tiny_bert
 
     class HookProbe(TrainerCallback):  # runs on the rank-0 worker
         def on_train_begin(self, args, state, control, **kwargs):
-            from raystx.train import preimport as worker_side
-
             import torch
 
-            report.write_text(json.dumps({"modules": worker_side.started, "threads": torch.get_num_threads()}))
+            from raystx.train import preimport as worker_side
+
+            report.write_text(
+                json.dumps({"modules": worker_side.started, "threads": torch.get_num_threads()})
+            )
 
     model = SentenceTransformer(str(tiny_bert_dir))
     trainer = SentenceTransformerTrainer(
