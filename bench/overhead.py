@@ -6,7 +6,8 @@
 Fine-tunes all-MiniLM-L6-v2 on STS-B train (CoSENT, scores / 5, global batch 16 = 2 workers x 8, one epoch,
 ``save_strategy="no"``: the final checkpoint is still written) three times:
 
-1. **cold**: the way a new user's script runs, ``ray.init`` included (a private local instance);
+1. **cold**: the way a new user's script runs, ``ray.init`` included (``raystx.ray_init.ensure_ray``, what
+   ``train()`` calls: a local instance with Ray's defaults);
 2. **warm**: the same again with Ray already running;
 3. **sentence-transformers' trainer** on the same data, hyperparameters and threads (the baseline).
 
@@ -67,7 +68,9 @@ def raystx_run(model_dir: str, columns: dict[str, list], workers: int, out: Path
     started = time.time()
     phases: dict[str, float] = {}
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=workers, include_dashboard=False, configure_logging=False)
+        from raystx.ray_init import ensure_ray
+
+        ensure_ray()  # what trainer.train() would call first: a local Ray, as a new user's script gets it
         phases["ray_init"] = time.time() - started
     model = SentenceTransformer(model_dir, device="cpu")
     model.max_seq_length = MAX_LEN
@@ -153,14 +156,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-st", action="store_true", help="no sentence-transformers baseline")
     parser.add_argument("--quick", action="store_true", help="480 rows (30 steps), a smoke run")
+    parser.add_argument(
+        "--ab-preimport",
+        action="store_true",
+        help="a third run, warm, with the workers' pre-import hook off (RAYSTX_DISABLE_PREIMPORT=1)",
+    )
     args = parser.parse_args()
     rows = 480 if args.quick and not args.rows else args.rows
     model_dir = minilm_dir(args.model)
     columns = load_stsb(Path(args.data_dir), "train", rows or None)
     results = {}
-    for name in ("cold", "warm"):
-        with tempfile.TemporaryDirectory(prefix=f"raystx-overhead-{name}-") as tmp:
+    runs = ["cold", "warm"] + (["warm, no pre-import"] if args.ab_preimport else [])
+    for name in runs:
+        if name == "warm, no pre-import":
+            os.environ["RAYSTX_DISABLE_PREIMPORT"] = "1"
+        with tempfile.TemporaryDirectory(prefix="raystx-overhead-") as tmp:
             results[name] = raystx_run(model_dir, columns, args.workers, Path(tmp))
+    os.environ.pop("RAYSTX_DISABLE_PREIMPORT", None)
     st_wall = None if args.skip_st else st_run(model_dir, columns, threads=args.workers)
 
     print(f"STS-B train rows: {len(columns['score'])}, {args.workers} workers x {BATCH // args.workers}")
@@ -171,7 +183,7 @@ def main() -> None:
                 (f"{name}: {phase}", f"{seconds:.1f} s", f"{seconds / phases['total']:.2f}", "share")
             )
         outside = phases["total"] - phases["step loop"]
-        target = 20.0 if name == "cold" else 10.0
+        target = 20.0 if name == "cold" else 10.0  # warm runs: Ray already up
         table.append(
             (
                 f"{name}: outside the step loop",
@@ -182,7 +194,7 @@ def main() -> None:
         )
     if st_wall is not None:
         table.append(("ST trainer: model load + train()", f"{st_wall:.1f} s", "1.00", "baseline"))
-        for name in ("cold", "warm"):
+        for name in runs:
             total = results[name]["total"]
             table.append(
                 (

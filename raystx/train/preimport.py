@@ -11,7 +11,9 @@ in ``sys.modules`` (or waits on the module lock of the one still importing: neve
 ``RunConfig.worker_runtime_env``: ``modules`` (e.g. ``payload_modules(model, losses)``) travel in
 ``RAYSTX_PREIMPORT``. Ray turns a ``worker_process_setup_hook`` into its reserved environment variable only for
 the job-level runtime environment, so the hook is named through that variable here. A user's own setup hook (on
-the run's or the job's runtime environment) wins: no pre-import is added then.
+the run's or the job's runtime environment) wins: no pre-import is added then; ``RAYSTX_DISABLE_PREIMPORT=1`` on
+the driver turns it off (the workers then need no runtime environment of their own, so Ray may hand them
+processes it started in advance).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from torch import nn
 
 ENV = "RAYSTX_PREIMPORT"
+DISABLE_ENV = "RAYSTX_DISABLE_PREIMPORT"  # set to 1 on the driver: no hook (A/B runs in bench/overhead.py)
 HOOK = "raystx.train.preimport.start"
 RAY_HOOK_ENV = (
     "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"  # ray._private.ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR
@@ -54,7 +57,7 @@ def worker_runtime_env(
 ) -> dict[str, Any]:
     """``user_env`` plus the pre-import hook (unless the run's or the job's environment has a hook already)."""
     env = dict(user_env or {})
-    if _has_hook(env) or _has_hook(job_env):
+    if _has_hook(env) or _has_hook(job_env) or os.environ.get(DISABLE_ENV, "") not in ("", "0"):
         return env
     env["env_vars"] = {**env.get("env_vars", {}), ENV: ",".join(modules), RAY_HOOK_ENV: HOOK}
     return env

@@ -1,10 +1,7 @@
 """Live ``ray job submit`` tests: a real Ray head of this test's own, the job entry points, token auth.
 
-The head runs ``ray start --head --block`` on free ports with its own ``--temp-dir`` and a token of its own
-(``RAY_AUTH_MODE=token`` + ``RAY_AUTH_TOKEN``; nothing is written to ``~/.ray``), so it neither clashes
-with the test session's Ray nor touches other clusters on the machine. It is stopped by terminating that
-``ray start`` process (which shuts down what it started) rather than with ``ray stop``, which would stop
-every Ray process on the machine.
+The head is ``tests/ray_head.py``'s ``start_head``: ``ray start --head --block`` on free ports with its own
+``--temp-dir`` and a token of its own, stopped by terminating that process.
 
 Jobs submitted: ``jobs.entrypoints.SMOKE`` (``jobs/configs/smoke.yaml``: a tiny random BERT written by
 ``jobs/smoke_assets.py``, 64 pairs, 2 workers x 4 steps) through the ``ray job submit`` command line of
@@ -16,19 +13,13 @@ FAILED with the config error in its logs.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shlex
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,31 +29,21 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from ray_head import BIN, start_head  # noqa: E402
+from ray_head import http_status as _get  # noqa: E402
+
 from jobs.entrypoints import RUNTIME_ENV, SMOKE, submit_command  # noqa: E402
 from jobs.smoke_assets import write_smoke_assets  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 JOB_TIMEOUT_S = 600
 # 64 training rows, 2 workers x per_device_train_batch_size 8 = 16 rows per step, last partial batch dropped.
 SMOKE_STEPS = 64 // (2 * 8)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @dataclass
-class Head:
+class JobHead:
     address: str  # the dashboard (job server) URL
     token: str
     env: dict[str, str]  # the environment of a client of this cluster (token auth on)
@@ -74,92 +55,14 @@ class Head:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def _get(url: str, headers: dict[str, str] | None = None) -> int:
-    """The HTTP status of GET ``url`` (0 when nothing answers yet)."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return 0
-
-
-def _stop(proc: subprocess.Popen, temp_dir: Path) -> None:
-    """Stop the head this module started: SIGTERM to its ``ray start --block`` process (which kills the
-    processes it started), then kill any leftover process of this cluster, found by its temp dir."""
-    import psutil
-
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    marker = str(temp_dir)
-    leftovers = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if p.pid != os.getpid() and any(marker in arg for arg in (p.info["cmdline"] or [])):
-                leftovers.append(p)
-        except psutil.Error:
-            continue
-    for p in leftovers:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(leftovers, timeout=10)
-
-
 @pytest.fixture(scope="module")
-def head(tmp_path_factory) -> Head:
-    from ray._private.utils import get_dashboard_dependency_error
-
-    missing = get_dashboard_dependency_error()
-    if missing:  # the job server is part of ray[default]; pyproject's ray extras must include `default`
-        pytest.skip(f"Ray's job server needs ray[default], which is not installed here ({missing})")
-    token = secrets.token_hex(32)
-    # Short: Ray's socket paths under the temp dir must stay below the 107-character limit.
-    temp_dir = Path(tempfile.mkdtemp(prefix="rstx-", dir="/tmp"))
+def head(tmp_path_factory) -> Iterator[JobHead]:
+    """A 2-CPU head whose jobs see ``RAYSTX_SMOKE_DIR`` (the smoke job's assets)."""
     smoke_dir = tmp_path_factory.mktemp("smoke")
     write_smoke_assets(smoke_dir)
-    gcs, dashboard, client, agent = _free_ports(4)
-    env = dict(os.environ)
-    env.update(
-        RAY_AUTH_MODE="token",
-        RAY_AUTH_TOKEN=token,
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
-    )
-    env.pop("RAY_ADDRESS", None)
-    head_env = dict(env, RAYSTX_SMOKE_DIR=str(smoke_dir))  # jobs inherit the head's environment
-    log = temp_dir / "ray-start.log"
-    cmd = [
-        str(BIN / "ray"), "start", "--head", "--block",
-        "--port", str(gcs), "--dashboard-port", str(dashboard),
-        "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
-        "--num-cpus", "2", "--include-dashboard=true", "--disable-usage-stats",
-        "--object-store-memory", str(256 * 1024 * 1024), "--temp-dir", str(temp_dir),
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, env=head_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=temp_dir
-        )
-    address = f"http://127.0.0.1:{dashboard}"
-    try:
-        deadline = time.monotonic() + 180
-        while _get(f"{address}/api/version", {"Authorization": f"Bearer {token}"}) != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the Ray head did not come up:\n{log.read_text(errors='replace')[-4000:]}")
-            time.sleep(1)
-        yield Head(address=address, token=token, env=env, smoke_dir=smoke_dir, log=log)
-    finally:
-        _stop(proc, temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with start_head("rstx-", num_cpus=2, head_env={"RAYSTX_SMOKE_DIR": str(smoke_dir)}) as started:
+        assert started.dashboard is not None
+        yield JobHead(started.dashboard, started.token, started.env, smoke_dir, started.log)
 
 
 @pytest.fixture(scope="module")

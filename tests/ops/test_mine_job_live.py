@@ -1,6 +1,6 @@
 """``jobs/mine.py`` submitted to a real ``ray start --head`` (its own ports, temp dir and token), end to end.
 
-The head is started and stopped as in ``test_jobs_live.py`` (whose helpers this module reuses), on other free
+The head is ``tests/ray_head.py``'s ``start_head`` (as in ``test_jobs_live.py``), on other free
 ports and with 4 logical CPUs (the job's driver takes 1, the 2 encode replicas 1 each). The job mines hard
 negatives for 24 (anchor, positive) pairs against 60 extra passages with a tiny random BERT on 2 Ray
 workers and writes Parquet; the written rows must equal ``mine_hard_negatives`` run in this process.
@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import secrets
-import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from test_jobs_live import BIN, REPO, _free_ports, _get, _runtime_env, _stop
+from ray_head import start_head
+from test_jobs_live import REPO, _runtime_env
 
 from raystx.testing import build_tiny_bert, unique_sentences
 
@@ -36,48 +32,10 @@ def _write_tsv(path: Path, header: list[str], rows: list[list[str]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def mine_head(tmp_path_factory):
+def mine_head():
     """(dashboard address, auth headers) of a fresh token-auth head with 4 CPUs; stopped afterwards."""
-    from ray._private.utils import get_dashboard_dependency_error
-
-    if get_dashboard_dependency_error():
-        pytest.skip("Ray's job server needs ray[default]")
-    token = secrets.token_hex(32)
-    temp_dir = Path(tempfile.mkdtemp(prefix="rstm-", dir="/tmp"))
-    gcs, dashboard, client, agent = _free_ports(4)
-    env = dict(os.environ)
-    env.update(
-        RAY_AUTH_MODE="token",
-        RAY_AUTH_TOKEN=token,
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
-    )
-    env.pop("RAY_ADDRESS", None)
-    log = temp_dir / "ray-start.log"
-    cmd = [
-        str(BIN / "ray"), "start", "--head", "--block",
-        "--port", str(gcs), "--dashboard-port", str(dashboard),
-        "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
-        "--num-cpus", "4", "--include-dashboard=true", "--disable-usage-stats",
-        "--object-store-memory", str(256 * 1024 * 1024), "--temp-dir", str(temp_dir),
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=temp_dir
-        )
-    address = f"http://127.0.0.1:{dashboard}"
-    headers = {"Authorization": f"Bearer {token}"}
-    try:
-        deadline = time.monotonic() + 180
-        while _get(f"{address}/api/version", headers) != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the Ray head did not come up:\n{log.read_text(errors='replace')[-4000:]}")
-            time.sleep(1)
-        yield address, headers
-    finally:
-        _stop(proc, temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with start_head("rstm-", num_cpus=4) as head:
+        yield head.dashboard, head.auth_headers
 
 
 def test_mine_job_writes_what_the_function_returns(mine_head, tmp_path):

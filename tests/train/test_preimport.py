@@ -34,6 +34,14 @@ def test_worker_runtime_env_adds_the_hook_and_keeps_the_users_settings():
     }
 
 
+@pytest.mark.parametrize("value", ["1", "true"])
+def test_the_driver_can_turn_the_hook_off(monkeypatch, value):
+    monkeypatch.setenv(preimport.DISABLE_ENV, value)
+    assert preimport.worker_runtime_env(["json"], {"env_vars": {"A": "1"}}) == {"env_vars": {"A": "1"}}
+    monkeypatch.setenv(preimport.DISABLE_ENV, "0")
+    assert preimport.ENV in preimport.worker_runtime_env(["json"], None)["env_vars"]
+
+
 def test_the_name_of_rays_reserved_hook_variable_is_rays():
     from ray._private import ray_constants
 
