@@ -16,6 +16,7 @@ tensors with both shapes) and the fix (resume with the same model and losses, or
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from raystx.train.checkpoint import CorruptCheckpointError, read_trainer_state, 
 from raystx.train.safetensors_header import read_header
 
 SHOWN = 5
+_SHARD_SUFFIX = re.compile(r"-\d{5}-of-\d{5}\.safetensors$")
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -47,10 +49,12 @@ def resumed_checkpoint(run_dir: str, resume_from_checkpoint: str | bool | None) 
 
 
 def _tensors(folder: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """``{"file.safetensors:name": (dtype, shape)}`` over every safetensors file under ``folder``."""
+    """``{"file.safetensors:name": (dtype, shape)}`` over every safetensors file under ``folder``; the files of a
+    sharded save (``model-00001-of-00003.safetensors``) count as their unsharded name (``model.safetensors``),
+    so a checkpoint exported in shards compares equal to the same model saved in one file."""
     out = {}
     for file in sorted(folder.rglob("*.safetensors")):
-        rel = file.relative_to(folder).as_posix()
+        rel = _SHARD_SUFFIX.sub(".safetensors", file.relative_to(folder).as_posix())
         for name, spec in read_header(file).items():
             out[f"{rel}:{name}"] = spec
     return out

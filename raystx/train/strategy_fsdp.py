@@ -28,7 +28,8 @@ What goes in: the model (on its device, not yet sharded), the losses, ``FsdpOpti
 - **Checkpoints** (``FsdpWeights``): ``fsdp/`` holds the model and optimizer shards written with
   ``torch.distributed.checkpoint`` (each rank its own file, rank 0 the metadata; DCP re-shards on load, so a
   checkpoint resumes on another number of workers), ``model/`` the consolidated sentence-transformers
-  directory that rank 0 writes from the full state dict (gathered to its host memory, never its GPU).
+  directory, streamed to rank 0's disk one weights file at a time (``raystx.train.fsdp_export``: files of at most
+  ``fsdp_config["max_shard_size"]``, the Hugging Face sharded layout; never the full model on a GPU).
 - **PEFT adapters (LoRA + FSDP).** ``add_adapter`` froze the base weights, so the blocks hold frozen base and
   trainable adapter parameters in one FSDP unit: FSDP2 all-gathers both for the forward and reduce-scatters only
   the gradients that exist (the adapter's); ``named_parameters`` (hence the optimizer, ``sync`` and the clipping)
@@ -244,7 +245,15 @@ class FsdpStrategy:
         return out
 
     def export(self, directory: Path) -> None:
-        """Write the consolidated sentence-transformers directory (rank 0 writes; every rank calls this)."""
+        """Write the consolidated sentence-transformers directory (rank 0 writes; every rank calls this): the
+        Transformers' weights streamed one shard file at a time (``raystx.train.fsdp_export``); with a PEFT adapter,
+        the adapter layout from the gathered trainable state."""
+        from raystx.train.fsdp_export import default_max_shard_size, stream_export, streamed_modules
+
+        if self.adapter_host is None and streamed_modules(self.model):
+            size = self.options.max_shard_size or default_max_shard_size()
+            stream_export(self.model, self.skeleton, directory, size, self.device)
+            return
         state = self.full_state_dict()
         if self.skeleton is None:
             return
