@@ -294,20 +294,26 @@ class Run:
     error: str = ""
 
 
+def _free() -> None:
+    """Drop the last variant's model and optimizer from the GPU before the next one starts."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _measure(label: str, fn, *args, **kwargs) -> Run:
     import torch
 
     try:
         return Run(label, fn(*args, **kwargs))
     except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
         return Run(label, None, "out of GPU memory: lower the batch")
     finally:
-        import gc
-
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        _free()
 
 
 def report(
@@ -367,6 +373,7 @@ def run_section(
             runs.append(Run("plain PyTorch loop", rate))
         except Exception as exc:  # noqa: BLE001 - report and go on with the other variants
             runs.append(Run("plain PyTorch loop", None, f"{type(exc).__name__}: {exc}"[:160]))
+        _free()
     if "padded" in variants:
         runs.append(_measure("raystx padded", raystx_loop, *common, packed=False))
     if "packed" in variants:
