@@ -130,10 +130,9 @@ def _load_rest(writer: nn.Module, rest: dict[str, torch.Tensor], prefixes: tuple
 def _shard_plan(auto_model: nn.Module, max_shard_size: int | str) -> dict[str, Any]:
     """Which tensor names go to which file (transformers' split and tied-weight rule on the weightless model)."""
     from huggingface_hub import split_torch_state_dict_into_shards
-    from transformers.modeling_utils import remove_tied_weights_from_state_dict
 
     meta = {k: v.to("meta") for k, v in auto_model.state_dict().items()}
-    meta = remove_tied_weights_from_state_dict(meta, auto_model)
+    meta = _without_tied(meta, auto_model)
     # save_pretrained splits the state dict after reverting transformers' weight conversions; where that only
     # reorders the names (no renaming), split in that order and write the tensors as they are, as it does;
     # otherwise split the model's own names and revert each file's tensors (its path for offloaded models)
@@ -150,6 +149,22 @@ def _shard_plan(auto_model: nn.Module, max_shard_size: int | str) -> dict[str, A
         "metadata": dict(split.metadata),
         "revert_per_file": per_file,
     }
+
+
+def _without_tied(meta: dict[str, torch.Tensor], auto_model: nn.Module) -> dict[str, torch.Tensor]:
+    """``meta`` without the aliases of tied weights: transformers' own rule where it has one (5.x), else the
+    first name of each shared parameter."""
+    try:
+        from transformers.modeling_utils import remove_tied_weights_from_state_dict
+    except ImportError:
+        seen: set[int] = set()
+        aliases = set()
+        for name, param in auto_model.named_parameters(remove_duplicate=False):
+            if id(param) in seen:
+                aliases.add(name)
+            seen.add(id(param))
+        return {k: v for k, v in meta.items() if k not in aliases}
+    return remove_tied_weights_from_state_dict(meta, auto_model)
 
 
 def _write_shards(
