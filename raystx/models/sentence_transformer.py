@@ -144,7 +144,8 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
         self.model_card_data = SentenceTransformerModelCardData.from_any(model_card_data)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.to(device)
+        # meta parameters (a model built under ``empty_weights()``) stay where they are
+        self._apply(lambda t: t if t.is_meta else t.to(device))
         # which directory the weights are those of, while they are (FSDP workers may read it themselves)
         self._weights_origin = None if origin is None else WeightsOrigin.record(self, *origin)
 

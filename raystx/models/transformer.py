@@ -7,8 +7,11 @@ the tokenizer files (with ``model_max_length`` = ``max_seq_length``) and ``sente
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -64,6 +67,33 @@ def _check_processing_kwargs(value: dict[str, dict[str, Any]] | None) -> dict[st
             'holding tokenizer call arguments, e.g. {"text": {"padding_side": "left"}}'
         )
     return value
+
+
+# Set by ``empty_weights()``: Transformers built in this context read their config and tokenizer but no weights.
+_EMPTY_WEIGHTS: contextvars.ContextVar[bool] = contextvars.ContextVar("raystx_empty_weights", default=False)
+
+
+@contextlib.contextmanager
+def empty_weights() -> Iterator[None]:
+    """Within this context, ``Transformer(path)`` builds its Hugging Face model from the saved config with its
+    parameters on the meta device (accelerate's ``init_empty_weights``: buffers stay real) and reads no weights
+    file. For a driver that never needs the weights (FSDP workers read them; ``raystx.train.fsdp_ship``). Models
+    with an adapter, ``model_kwargs`` or remote code load as usual."""
+    token = _EMPTY_WEIGHTS.set(True)
+    try:
+        yield
+    finally:
+        _EMPTY_WEIGHTS.reset(token)
+
+
+def _empty_model(model_class: Any, config: Any) -> Any:
+    """``model_class`` from ``config`` with meta parameters and real buffers, in eval mode as ``from_pretrained``
+    leaves it."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        model = model_class.from_config(config)
+    return model.eval()
 
 
 def save_config_only(auto_model: Any, output_path: Path) -> None:
@@ -136,9 +166,12 @@ class Transformer(ModelModule):
         adapter_dir = path if is_adapter_dir(path) else None
         base_path = adapter_base_path(path) if adapter_dir else path
         config = AutoConfig.from_pretrained(base_path, **common, **config_kwargs)
-        self.auto_model = _auto_model_class(config).from_pretrained(
-            base_path, config=config, **common, **model_kwargs
-        )
+        if _EMPTY_WEIGHTS.get() and not (adapter_dir or model_kwargs or trust_remote_code):
+            self.auto_model = _empty_model(_auto_model_class(config), config)
+        else:
+            self.auto_model = _auto_model_class(config).from_pretrained(
+                base_path, config=config, **common, **model_kwargs
+            )
         if adapter_dir:
             load_adapter(self.auto_model, adapter_dir)
         explicit_max_length = "model_max_length" in tokenizer_kwargs

@@ -10,7 +10,9 @@ tokenizer, configs and the losses' own heads real). Each worker shards it and ``
 rank 0 alone reading the directory: the payload no longer pickles the full weights through the object store, and
 no worker holds them all. Otherwise (FSDP off; a model built from modules, copied, or changed after loading; a
 directory changed on disk; a node that cannot read it) the full model is shipped as before, and a DEBUG line says
-why. The checks (``raystx.models.weights_origin``) read no tensor.
+why. The checks (``raystx.models.weights_origin``) read no tensor. A driver model built without weights
+(``raystx train`` with fsdp: ``raystx.models.transformer.empty_weights``) that has to be shipped in full after all
+reads them from its directory first (``materialize``).
 
 "Every node can read it": on a one-node cluster whose node is the driver's, the driver's own check suffices;
 otherwise a zero-CPU task on each alive node lists the directory and must find the same files (size and
@@ -52,6 +54,7 @@ def ship_model(model: nn.Module, losses: dict[str, nn.Module], args: Any) -> Shi
     if reason is not None:
         if fsdp_enabled(getattr(args, "fsdp", None)):
             logger.debug("FSDP: shipping the full model to the workers: %s", reason)
+        materialize(model)
         return Shipment(model, losses)
     from raystx.train.fsdp_meta_load import meta_payload
 
@@ -60,6 +63,23 @@ def ship_model(model: nn.Module, losses: dict[str, nn.Module], args: Any) -> Shi
     meta_model, meta_losses = meta_payload(model, losses)
     logger.debug("FSDP: the workers load the weights from %s (the payload carries none)", origin.directory)
     return Shipment(meta_model, meta_losses, origin.directory, dict(origin.loader_kwargs))
+
+
+def materialize(model: nn.Module) -> None:
+    """Give a model built without weights (``empty_weights()``) its weights, read from the directory it was
+    built from, when it has to be shipped in full after all (no-op for a model without meta parameters)."""
+    if not any(p.is_meta for p in model.parameters()):
+        return
+    origin = origin_of(model)
+    if origin is None:
+        raise ValueError(
+            "the model has parameters on the meta device and no directory to read its weights from; load it "
+            "with SentenceTransformer(path) (or build it outside empty_weights())"
+        )
+    from raystx.train.checkpoint import load_model_weights
+
+    logger.debug("FSDP: reading the model's weights on the driver from %s", origin.directory)
+    load_model_weights(model, origin.directory)
 
 
 def full_model_reason(model: nn.Module, args: Any) -> str | None:

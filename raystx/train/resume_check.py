@@ -90,6 +90,18 @@ def _differences(expected: dict[str, Any], found: dict[str, Any], what: str) -> 
     return lines
 
 
+def _saved_form(model: nn.Module, tmp: Path) -> Path:
+    """A folder holding ``model`` as saved: ``tmp`` after saving it there; for a model built without weights
+    (meta parameters, ``empty_weights()``), the directory it was built from, whose files describe it."""
+    from raystx.models.weights_origin import origin_of
+
+    origin = origin_of(model)
+    if origin is not None and any(p.is_meta for p in model.parameters()):
+        return Path(origin.directory)
+    model.save_pretrained(str(tmp))
+    return tmp
+
+
 def check_resume_compatible(checkpoint: Path, model: nn.Module, losses: dict[str, nn.Module] | None) -> None:
     """Raise ``IncompatibleCheckpointError`` when ``checkpoint`` does not fit ``model``/``losses``."""
     from raystx.train.checkpoint import loss_modules_state
@@ -99,8 +111,7 @@ def check_resume_compatible(checkpoint: Path, model: nn.Module, losses: dict[str
     problems: list[str] = []
     if saved_model.is_dir():
         with tempfile.TemporaryDirectory(prefix="raystx-resume-check-") as tmp:
-            model.save_pretrained(tmp)
-            ours = Path(tmp)
+            ours = _saved_form(model, Path(tmp))
             arch_ours, arch_theirs = _architectures(ours), _architectures(saved_model)
             for rel, arch in arch_ours.items():
                 if rel in arch_theirs and arch_theirs[rel] != arch:
