@@ -21,6 +21,7 @@ XLM-RoBERTa, MiniLM, ... : ``embeddings`` + ``encoder.layer[*]`` with ``attentio
 
 from __future__ import annotations
 
+import functools
 import os
 import weakref
 from typing import Any
@@ -107,15 +108,16 @@ _FUSED_QKV: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # attention
 _PREPACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (key, oneDNN weight)
 
 
-def _qkv_parameters(attn: torch.nn.Module) -> tuple[Tensor, Tensor | None]:
+def _qkv_parameters(attn: torch.nn.Module, cache: bool = True) -> tuple[Tensor, Tensor | None]:
     """Q, K and V projections as one (3 * hidden, hidden) weight (and bias), for a single GEMM.
 
-    Concatenated on every call while gradients are on (the weights change each step); cached per module
-    otherwise (inference), keyed by the tensors' identity and version so an in-place update invalidates it.
+    Concatenated on every call while gradients are on (the weights change each step) or without ``cache`` (an
+    FSDP layer, whose all-gathered weights are refilled in place between calls); cached per module otherwise
+    (inference), keyed by the tensors' identity and version so an in-place update invalidates it.
     """
     parts = (attn.query, attn.key, attn.value)
     tensors = [t for lin in parts for t in (lin.weight, lin.bias) if t is not None]
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+    if not cache or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
         weight = torch.cat([lin.weight for lin in parts])
         bias = None if attn.query.bias is None else torch.cat([lin.bias for lin in parts])
         return weight, bias
@@ -196,11 +198,11 @@ def _dense(x: Tensor, linear: torch.nn.Linear) -> Tensor:
     return _linear(x, linear, linear.weight, linear.bias)
 
 
-def _layer_forward(layer: torch.nn.Module, hidden: Tensor, packing: _Packing) -> Tensor:
+def _layer_forward(layer: torch.nn.Module, hidden: Tensor, packing: _Packing, cache: bool = True) -> Tensor:
     """One encoder layer on packed ``hidden`` (tokens, hidden_size) -> (tokens, hidden_size)."""
     attn = layer.attention.self
     heads = int(attn.num_attention_heads)
-    weight, bias = _qkv_parameters(attn)
+    weight, bias = _qkv_parameters(attn, cache)
     qkv = _linear(hidden, attn, weight, bias)  # one GEMM for Q, K and V
     size = qkv.shape[-1] // 3
     padded = packing.unpack(qkv).view(packing.batch, packing.length, 3, heads, size // heads)
@@ -225,6 +227,33 @@ def _checkpoint_function(model: torch.nn.Module, layer: torch.nn.Module) -> Any:
     return getattr(owner, "_gradient_checkpointing_func", None)
 
 
+# Under FSDP (``fully_shard`` on each encoder layer) a layer's weights exist only inside a call that FSDP sees,
+# so the packed layer is registered on each sharded layer as an FSDP forward method under this name (torch's
+# ``register_fsdp_forward_method``: all-gather before, reshard and backward hooks after, like ``forward``).
+FSDP_LAYER_METHOD = "raystx_packed_layer"
+
+
+def prepare_for_fsdp(model: torch.nn.Module) -> bool:
+    """After ``fully_shard``: register the packed layer as an FSDP forward method of each sharded encoder layer.
+
+    True when the packed forward can run on the sharded ``model``: every ``encoder.layer[i]`` is an FSDP unit
+    and nothing inside a layer is sharded on its own (the packed layer reads its sub-modules' weights, which the
+    layer's all-gather makes whole). False otherwise (e.g. ``transformer_layer_cls_to_wrap`` naming attention
+    modules): the caller then runs the Hugging Face forward."""
+    from torch.distributed.fsdp import FSDPModule, register_fsdp_forward_method
+
+    layers = _get(model, "encoder.layer")
+    if layers is None or not all(isinstance(layer, FSDPModule) for layer in layers):
+        return False
+    if any(isinstance(sub, FSDPModule) for layer in layers for sub in layer.modules() if sub is not layer):
+        return False
+    for layer in layers:
+        if FSDP_LAYER_METHOD not in layer.__dict__:
+            setattr(layer, FSDP_LAYER_METHOD, functools.partial(_layer_forward, layer, cache=False))
+            register_fsdp_forward_method(layer, FSDP_LAYER_METHOD)
+    return True
+
+
 def packed_forward(
     model: torch.nn.Module, inputs: dict[str, Tensor], output_hidden_states: bool = False
 ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
@@ -240,13 +269,15 @@ def packed_forward(
     hidden = packing.pack(model.embeddings(**embed_kwargs))
     states = [hidden] if output_hidden_states else None
     for layer in model.encoder.layer:
+        # the FSDP forward method when the layer is sharded (``prepare_for_fsdp``), else the plain function
+        run = layer.__dict__.get(FSDP_LAYER_METHOD) or functools.partial(_layer_forward, layer)
         checkpoint = _checkpoint_function(model, layer)
         if checkpoint is not None and layer.training and torch.is_grad_enabled():
             # transformers' per-layer activation checkpointing (``gradient_checkpointing_enable``), applied to the
             # packed layer: only the layer's input is kept, the layer is re-run in backward
-            hidden = checkpoint(_layer_forward, layer, hidden, packing)
+            hidden = checkpoint(run, hidden, packing)
         else:
-            hidden = _layer_forward(layer, hidden, packing)
+            hidden = run(hidden, packing)
         if states is not None:
             states.append(hidden)
     last = packing.unpack(hidden)

@@ -8,6 +8,7 @@ and vice versa. A plain Hugging Face encoder directory becomes Transformer + mea
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import logging
 import os
 import tempfile
@@ -32,6 +33,7 @@ from raystx.models.quantize import PRECISIONS, quantize_embeddings
 from raystx.models.registry import load_module, module_class_for
 from raystx.models.router import Router
 from raystx.models.transformer import Transformer
+from raystx.models.weights_origin import WeightsOrigin
 from raystx.util import batch_to_device, similarity_fn
 
 logger = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
         model_card_data: SentenceTransformerModelCardData | dict[str, Any] | None = None,
     ) -> None:
         stored: dict[str, Any] = {}
+        origin: tuple[Path, dict[str, Any]] | None = None
         if model_name_or_path is not None and modules is None:
             root = resolve_model_path(model_name_or_path, cache_folder=cache_folder, token=token)
             loader_kwargs = {
@@ -115,6 +118,7 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
             else:
                 transformer = Transformer.load(root, **loader_kwargs)
                 modules = [transformer, Pooling(transformer.get_word_embedding_dimension(), "mean")]
+            origin = (root, {k: v for k, v in loader_kwargs.items() if k != "cache_folder"})
         if modules is None:
             modules = []
         if not isinstance(modules, OrderedDict):
@@ -140,7 +144,10 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
         self.model_card_data = SentenceTransformerModelCardData.from_any(model_card_data)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.to(device)
+        # meta parameters (a model built under ``empty_weights()``) stay where they are
+        self._apply(lambda t: t if t.is_meta else t.to(device))
+        # which directory the weights are those of, while they are (FSDP workers may read it themselves)
+        self._weights_origin = None if origin is None else WeightsOrigin.record(self, *origin)
 
     # -- loading -------------------------------------------------------------------------------------------
     @staticmethod
@@ -544,8 +551,13 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
         train_datasets: list[str] | None = None,
         safe_serialization: bool = True,
         merge_adapters: bool = False,
+        max_shard_size: int | str | None = None,
     ) -> None:
         """Write the model as a sentence-transformers directory (weights always as safetensors).
+
+        ``max_shard_size`` (e.g. ``"5GB"``; default: transformers' ``save_pretrained`` default) splits a
+        Transformer module's weights bigger than that into ``model-0000i-of-0000N.safetensors`` files plus
+        ``model.safetensors.index.json``, the Hugging Face layout.
 
         ``path`` must not exist, be empty, or already hold a model (``modules.json``); any other non-empty
         directory is refused so that user files are never overwritten. A model with a PEFT adapter is saved in the
@@ -557,7 +569,14 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
 
         if merge_adapters and adapters.find_adapter_host(self) is not None:
             merged = adapters.merged_copy(self)
-            merged.save(path, model_name, create_model_card, train_datasets, safe_serialization)
+            merged.save(
+                path,
+                model_name,
+                create_model_card,
+                train_datasets,
+                safe_serialization,
+                max_shard_size=max_shard_size,
+            )
             return
         root = Path(path)
         if root.exists():
@@ -572,13 +591,15 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
         write_json(root / "config_sentence_transformers.json", self._model_config(), sort_keys=True)
         entries = []
         for idx, (name, module) in enumerate(self._modules.items()):
-            in_root = idx == 0 and getattr(module, "save_in_root", False)
-            sub = "" if in_root else f"{idx}_{type(module).__name__}"
+            sub = module_folder(idx, module)
             module_dir = root / sub
             module_dir.mkdir(parents=True, exist_ok=True)
             if not hasattr(module, "save"):
                 raise TypeError(f"Module {name!r} ({type(module).__name__}) has no save(path) method")
-            module.save(module_dir)
+            if max_shard_size is not None and "max_shard_size" in inspect.signature(module.save).parameters:
+                module.save(module_dir, max_shard_size=max_shard_size)
+            else:
+                module.save(module_dir)
             class_ref = (
                 getattr(module, "st_class_ref", "") or f"{type(module).__module__}.{type(module).__name__}"
             )
@@ -677,6 +698,12 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
             replace_model_card=replace_model_card,
             train_datasets=train_datasets,
         )
+
+
+def module_folder(idx: int, module: nn.Module) -> str:
+    """The folder (relative to the model directory) ``save`` writes the ``idx``-th module into."""
+    in_root = idx == 0 and getattr(module, "save_in_root", False)
+    return "" if in_root else f"{idx}_{type(module).__name__}"
 
 
 def _text_length(item: Any) -> int:

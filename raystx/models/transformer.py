@@ -7,8 +7,11 @@ the tokenizer files (with ``model_max_length`` = ``max_seq_length``) and ``sente
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -66,6 +69,44 @@ def _check_processing_kwargs(value: dict[str, dict[str, Any]] | None) -> dict[st
     return value
 
 
+# Set by ``empty_weights()``: Transformers built in this context read their config and tokenizer but no weights.
+_EMPTY_WEIGHTS: contextvars.ContextVar[bool] = contextvars.ContextVar("raystx_empty_weights", default=False)
+
+
+@contextlib.contextmanager
+def empty_weights() -> Iterator[None]:
+    """Within this context, ``Transformer(path)`` builds its Hugging Face model from the saved config with its
+    parameters on the meta device (accelerate's ``init_empty_weights``: buffers stay real) and reads no weights
+    file. For a driver that never needs the weights (FSDP workers read them; ``raystx.train.fsdp_ship``). Models
+    with an adapter, ``model_kwargs`` or remote code load as usual."""
+    token = _EMPTY_WEIGHTS.set(True)
+    try:
+        yield
+    finally:
+        _EMPTY_WEIGHTS.reset(token)
+
+
+def _empty_model(model_class: Any, config: Any) -> Any:
+    """``model_class`` from ``config`` with meta parameters and real buffers, in eval mode as ``from_pretrained``
+    leaves it."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        model = model_class.from_config(config)
+    return model.eval()
+
+
+def save_config_only(auto_model: Any, output_path: Path) -> None:
+    """What ``save_pretrained`` writes besides the weights, for a model whose weights are written elsewhere:
+    ``config.json`` with the model's dtype and architecture (and the generation config of a generating model)."""
+    output_path.mkdir(parents=True, exist_ok=True)
+    auto_model.config.dtype = str(auto_model.dtype).split(".")[1]
+    auto_model.config.architectures = [type(auto_model).__name__.removeprefix("FSDP")]
+    auto_model.config.save_pretrained(str(output_path))
+    if auto_model.can_generate():
+        auto_model.generation_config.save_pretrained(str(output_path))
+
+
 class Transformer(ModelModule):
     """A Hugging Face encoder. ``tokenize`` turns texts into model inputs; ``forward`` adds ``token_embeddings``.
 
@@ -93,6 +134,8 @@ class Transformer(ModelModule):
     st_class_ref: ClassVar[str] = "sentence_transformers.base.modules.transformer.Transformer"
     config_file_name: ClassVar[str] = "sentence_bert_config.json"
     save_in_root: ClassVar[bool] = True
+    # False on the FSDP export's weightless copy: ``save`` writes the config, the export streams the weights
+    save_weights: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -123,9 +166,12 @@ class Transformer(ModelModule):
         adapter_dir = path if is_adapter_dir(path) else None
         base_path = adapter_base_path(path) if adapter_dir else path
         config = AutoConfig.from_pretrained(base_path, **common, **config_kwargs)
-        self.auto_model = _auto_model_class(config).from_pretrained(
-            base_path, config=config, **common, **model_kwargs
-        )
+        if _EMPTY_WEIGHTS.get() and not (adapter_dir or model_kwargs or trust_remote_code):
+            self.auto_model = _empty_model(_auto_model_class(config), config)
+        else:
+            self.auto_model = _auto_model_class(config).from_pretrained(
+                base_path, config=config, **common, **model_kwargs
+            )
         if adapter_dir:
             load_adapter(self.auto_model, adapter_dir)
         explicit_max_length = "model_max_length" in tokenizer_kwargs
@@ -303,12 +349,19 @@ class Transformer(ModelModule):
             config["processing_kwargs"] = self.processing_kwargs
         return config
 
-    def save(self, output_path: str | os.PathLike) -> None:
+    def save(self, output_path: str | os.PathLike, max_shard_size: int | str | None = None) -> None:
+        """Write the module's folder. The weights are one ``model.safetensors``, or when bigger than
+        ``max_shard_size`` (default: transformers' ``save_pretrained`` default) ``model-0000i-of-0000N.safetensors``
+        shards with ``model.safetensors.index.json``, as transformers writes them. With ``save_weights`` False
+        (the FSDP export, which streams the weights into the folder itself) only the config is written."""
         output_path = Path(output_path)
         if has_adapters(self.auto_model):  # the adapter only, in PEFT's layout
             save_adapter(self.auto_model, output_path)
+        elif not self.save_weights:
+            save_config_only(self.auto_model, output_path)
         else:
-            self.auto_model.save_pretrained(str(output_path), safe_serialization=True)
+            shards = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+            self.auto_model.save_pretrained(str(output_path), safe_serialization=True, **shards)
         self.tokenizer.save_pretrained(str(output_path))
         self._record_padding_side(output_path)
         write_json(output_path / self.config_file_name, self.get_config_dict(), indent=4)

@@ -38,8 +38,15 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def build_model(config: ExperimentConfig):
+def build_model(config: ExperimentConfig, empty: bool = False):
+    """The config's model. ``empty``: when the run shards it (``fsdp``) and nothing on the driver needs its
+    weights, the Transformers' parameters are built on the meta device without reading the weights
+    (``raystx.models.transformer.empty_weights``); the FSDP workers read them from the model's directory, and
+    the trained weights come back into it at the end (``raystx.train.fsdp_ship``)."""
+    import contextlib
+
     from raystx.models import SentenceTransformer
+    from raystx.models.transformer import empty_weights
 
     mc = config.model
     if mc.static_tokenizer:
@@ -47,12 +54,22 @@ def build_model(config: ExperimentConfig):
 
         static = StaticEmbedding.from_tokenizer(mc.static_tokenizer, embedding_dim=mc.static_embedding_dim)
         return SentenceTransformer(modules=[static])
-    model = SentenceTransformer(resolve_model_path(mc.name_or_path), trust_remote_code=mc.trust_remote_code)
+    weightless = empty and mc.adapter is None and _fsdp_on(config)
+    with empty_weights() if weightless else contextlib.nullcontext():
+        model = SentenceTransformer(
+            resolve_model_path(mc.name_or_path), trust_remote_code=mc.trust_remote_code
+        )
     if mc.max_seq_length:
         model.max_seq_length = mc.max_seq_length
     if mc.adapter is not None:
         add_config_adapter(model, mc.adapter)
     return model
+
+
+def _fsdp_on(config: ExperimentConfig) -> bool:
+    from raystx.train.fsdp_options import fsdp_enabled
+
+    return fsdp_enabled(config.args.get("fsdp") if isinstance(config.args, dict) else None)
 
 
 def add_config_adapter(model: Any, section: Any) -> None:
@@ -250,7 +267,7 @@ def build_trainer(
 
     check_components(config)
     args = build_args(config, args_overrides, resume)
-    model = model if model is not None else build_model(config)
+    model = model if model is not None else build_model(config, empty=True)
     select = None
     if train_dataset is None:
         train_dataset = {name: build_dataset(name, dc) for name, dc in config.train_data.items()}

@@ -283,7 +283,9 @@ def load_model_weights(model: nn.Module, model_dir: str | os.PathLike) -> None:
         loaded = SentenceTransformer(str(model_dir), device="cpu")
     except Exception as exc:  # noqa: BLE001 - name the damaged file instead of the loader's internals
         raise _load_error(Path(model_dir), exc) from exc
-    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    # a driver model built without weights (``empty_weights()``, FSDP) gets the loaded tensors themselves
+    assign = any(p.is_meta for p in model.parameters())
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False, assign=assign)
     if unexpected:
         raise CorruptCheckpointError(f"{model_dir} holds weights the model does not have: {unexpected[:5]}")
     if missing:

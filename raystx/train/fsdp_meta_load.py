@@ -8,8 +8,9 @@ full weights from the directory (in host memory) and torch's ``set_model_state_d
 broadcast_from_rank0=True)`` sends every rank its shards. Only rank 0 ever holds the full weights.
 
 On the worker: ``WorkerPayload.initial_weights`` (a saved model directory) with a payload whose model is a meta
-copy (``meta_payload``) makes ``build_loop`` call ``load_sharded`` right after sharding. The driver does not
-build such payloads yet (it would need a directory every rank 0 can read; see issue 15 item 3).
+copy (``meta_payload``) makes ``build_loop`` call ``load_sharded`` right after sharding. The driver builds such
+payloads when it can prove the directory holds the model's weights and every node reads it
+(``raystx.train.fsdp_ship``).
 """
 
 from __future__ import annotations
@@ -49,11 +50,16 @@ def to_device(module: nn.Module, device: torch.device) -> nn.Module:
 
 
 def load_sharded(
-    model: nn.Module, model_dir: str | os.PathLike, device: torch.device, strategy: Any = None
+    model: nn.Module,
+    model_dir: str | os.PathLike,
+    device: torch.device,
+    strategy: Any = None,
+    loader_kwargs: dict[str, Any] | None = None,
 ) -> None:
     """Materialise the meta parameters of the sharded ``model`` on ``device`` with the weights saved in
-    ``model_dir`` (every rank calls this; only rank 0 reads the directory). ``strategy`` (the worker's) must be
-    FSDP's: replicated training has no shards to fill. ``ValueError`` when the saved weights do not fit."""
+    ``model_dir`` (every rank calls this; only rank 0 reads the directory, with ``SentenceTransformer``'s
+    ``loader_kwargs``: those the driver's model was loaded with). ``strategy`` (the worker's) must be FSDP's:
+    replicated training has no shards to fill. ``ValueError`` when the saved weights do not fit."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
     if strategy is not None and getattr(strategy, "name", None) != "fsdp":
@@ -71,16 +77,18 @@ def load_sharded(
     rank0 = not (dist.is_initialized() and dist.get_rank() != 0)
     state: dict[str, torch.Tensor] = {}
     if rank0:
-        state = _read_full_state(model, model_dir)
+        state = _read_full_state(model, model_dir, loader_kwargs or {})
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
     set_model_state_dict(model, state, options=options)
 
 
-def _read_full_state(model: nn.Module, model_dir: str | os.PathLike) -> dict[str, torch.Tensor]:
+def _read_full_state(
+    model: nn.Module, model_dir: str | os.PathLike, loader_kwargs: dict[str, Any] | None = None
+) -> dict[str, torch.Tensor]:
     """The full state dict of the model saved in ``model_dir`` (host memory), checked against ``model``'s keys."""
     from raystx.models import SentenceTransformer
 
-    loaded = SentenceTransformer(str(model_dir), device="cpu")
+    loaded = SentenceTransformer(str(model_dir), device="cpu", **(loader_kwargs or {}))
     state = loaded.state_dict()
     wanted = set(model.state_dict())
     missing = sorted(wanted - set(state))

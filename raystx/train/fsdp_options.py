@@ -14,6 +14,9 @@ transformers' ``fsdp_`` prefix) accepts:
   classes in the Hugging Face model's ``_no_split_modules``.
 - ``activation_checkpointing`` (bool, default False): recompute each block's activations in backward
   (torch's non-reentrant checkpoint wrapper around each block, applied before sharding).
+- ``max_shard_size`` (int bytes or a size such as ``"5GB"``; default: transformers' ``save_pretrained``
+  default): the exported ``model/`` directory's weights are split into ``model-0000i-of-0000N.safetensors`` files
+  of at most this size (plus ``model.safetensors.index.json``), streamed one file at a time.
 - ``version`` (only 2) and transformers' ``auto_wrap_policy="TRANSFORMER_BASED_WRAP"``, accepted for
   compatibility.
 
@@ -31,7 +34,14 @@ from typing import Any
 LEGACY_WORDS = ("full_shard", "shard_grad_op", "offload", "auto_wrap")
 MIXED_PRECISION = ("bf16", "fp16")
 _BOOL_KEYS = ("reshard_after_forward", "cpu_offload", "activation_checkpointing")
-_KNOWN = (*_BOOL_KEYS, "mixed_precision", "transformer_layer_cls_to_wrap", "version", "auto_wrap_policy")
+_KNOWN = (
+    *_BOOL_KEYS,
+    "mixed_precision",
+    "transformer_layer_cls_to_wrap",
+    "max_shard_size",
+    "version",
+    "auto_wrap_policy",
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class FsdpOptions:
     mixed_precision: str | None = None
     transformer_layer_cls_to_wrap: tuple[str, ...] = field(default_factory=tuple)
     activation_checkpointing: bool = False
+    max_shard_size: int | str | None = None
 
 
 def fsdp_enabled(fsdp: Any) -> bool:
@@ -86,7 +97,26 @@ def parse_fsdp(fsdp: Any, fsdp_config: Any) -> FsdpOptions | None:
             "fsdp_config['transformer_layer_cls_to_wrap'] must be a list of class names, e.g. ['BertLayer']"
         )
     config["transformer_layer_cls_to_wrap"] = tuple(classes)
+    if "max_shard_size" in config:
+        config["max_shard_size"] = _shard_size(config["max_shard_size"])
     return FsdpOptions(**config)
+
+
+def _shard_size(value: Any) -> int | str:
+    """``fsdp_config['max_shard_size']`` checked: a positive int (bytes) or a size string such as ``"5GB"``."""
+    from huggingface_hub.serialization._base import parse_size_to_int  # the parser the split uses
+
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        size = int(value) if isinstance(value, int) else parse_size_to_int(str(value))
+    except (TypeError, ValueError):
+        size = 0
+    if size <= 0:
+        raise ValueError(
+            f"fsdp_config['max_shard_size']={value!r} is not a size: give bytes (an int) or a string such as '5GB'"
+        )
+    return value
 
 
 def _config_dict(fsdp_config: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ tensors with both shapes) and the fix (resume with the same model and losses, or
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from raystx.train.checkpoint import CorruptCheckpointError, read_trainer_state, 
 from raystx.train.safetensors_header import read_header
 
 SHOWN = 5
+_SHARD_SUFFIX = re.compile(r"-\d{5}-of-\d{5}\.safetensors$")
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -47,10 +49,12 @@ def resumed_checkpoint(run_dir: str, resume_from_checkpoint: str | bool | None) 
 
 
 def _tensors(folder: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """``{"file.safetensors:name": (dtype, shape)}`` over every safetensors file under ``folder``."""
+    """``{"file.safetensors:name": (dtype, shape)}`` over every safetensors file under ``folder``; the files of a
+    sharded save (``model-00001-of-00003.safetensors``) count as their unsharded name (``model.safetensors``),
+    so a checkpoint exported in shards compares equal to the same model saved in one file."""
     out = {}
     for file in sorted(folder.rglob("*.safetensors")):
-        rel = file.relative_to(folder).as_posix()
+        rel = _SHARD_SUFFIX.sub(".safetensors", file.relative_to(folder).as_posix())
         for name, spec in read_header(file).items():
             out[f"{rel}:{name}"] = spec
     return out
@@ -86,6 +90,18 @@ def _differences(expected: dict[str, Any], found: dict[str, Any], what: str) -> 
     return lines
 
 
+def _saved_form(model: nn.Module, tmp: Path) -> Path:
+    """A folder holding ``model`` as saved: ``tmp`` after saving it there; for a model built without weights
+    (meta parameters, ``empty_weights()``), the directory it was built from, whose files describe it."""
+    from raystx.models.weights_origin import origin_of
+
+    origin = origin_of(model)
+    if origin is not None and any(p.is_meta for p in model.parameters()):
+        return Path(origin.directory)
+    model.save_pretrained(str(tmp))
+    return tmp
+
+
 def check_resume_compatible(checkpoint: Path, model: nn.Module, losses: dict[str, nn.Module] | None) -> None:
     """Raise ``IncompatibleCheckpointError`` when ``checkpoint`` does not fit ``model``/``losses``."""
     from raystx.train.checkpoint import loss_modules_state
@@ -95,8 +111,7 @@ def check_resume_compatible(checkpoint: Path, model: nn.Module, losses: dict[str
     problems: list[str] = []
     if saved_model.is_dir():
         with tempfile.TemporaryDirectory(prefix="raystx-resume-check-") as tmp:
-            model.save_pretrained(tmp)
-            ours = Path(tmp)
+            ours = _saved_form(model, Path(tmp))
             arch_ours, arch_theirs = _architectures(ours), _architectures(saved_model)
             for rel, arch in arch_ours.items():
                 if rel in arch_theirs and arch_theirs[rel] != arch:

@@ -7,9 +7,12 @@ What goes in: the model (on its device, not yet sharded), the losses, ``FsdpOpti
   classes of the Hugging Face model's ``_no_split_modules``, or ``fsdp_config["transformer_layer_cls_to_wrap"]``,
   else the children of the largest ``nn.ModuleList``) is sharded on its own. The model itself is not an FSDP
   module: ``encode`` calls ``model.forward`` directly, which would skip a root's hooks, while the top-level
-  modules are always called through ``__call__``. The packed (padding-free) forward is switched off, because it
-  calls the blocks' sub-modules directly and would bypass the blocks' all-gathers; the padded forward gives the
-  same embeddings on real tokens.
+  modules are always called through ``__call__``. The packed (padding-free) forward stays on: the BERT-style
+  packed layer is registered as each sharded layer's FSDP forward method (torch's
+  ``register_fsdp_forward_method``), so its weights are all-gathered around it and its gradients reduce-scattered
+  as for ``forward``; decoders' packed forward calls the Hugging Face layers themselves. Where the wrapping puts
+  FSDP units inside a layer, packing is switched off for that model (the padded forward gives the same
+  embeddings on real tokens).
 - **Gradients.** Backward reduce-scatters each block's gradient (averaged over ranks, as the replicated flat
   all-reduce does); ``sync`` then only averages the loss modules' own parameters (kept replicated, e.g. the
   ``SoftmaxLoss`` head) and carries the non-finite flag in the same all-reduce, as ``ReplicatedStrategy`` does. A
@@ -28,7 +31,8 @@ What goes in: the model (on its device, not yet sharded), the losses, ``FsdpOpti
 - **Checkpoints** (``FsdpWeights``): ``fsdp/`` holds the model and optimizer shards written with
   ``torch.distributed.checkpoint`` (each rank its own file, rank 0 the metadata; DCP re-shards on load, so a
   checkpoint resumes on another number of workers), ``model/`` the consolidated sentence-transformers
-  directory that rank 0 writes from the full state dict (gathered to its host memory, never its GPU).
+  directory, streamed to rank 0's disk one weights file at a time (``raystx.train.fsdp_export``: files of at most
+  ``fsdp_config["max_shard_size"]``, the Hugging Face sharded layout; never the full model on a GPU).
 - **PEFT adapters (LoRA + FSDP).** ``add_adapter`` froze the base weights, so the blocks hold frozen base and
   trainable adapter parameters in one FSDP unit: FSDP2 all-gathers both for the forward and reduce-scatters only
   the gradients that exist (the adapter's); ``named_parameters`` (hence the optimizer, ``sync`` and the clipping)
@@ -129,6 +133,19 @@ def export_skeleton(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+def _keep_packing_where_sharding_allows(model: nn.Module) -> None:
+    """The packed (padding-free) forward under FSDP: BERT-style encoders run each sharded layer through FSDP
+    (``raystx.models.packed.prepare_for_fsdp``), or switch packing off where the wrapping does not allow it;
+    decoders and ModernBERT (``raystx.models.packed_hf``) call the unchanged Hugging Face layers, so FSDP's hooks
+    fire as in the padded forward."""
+    from raystx.models.packed import packed_supported, prepare_for_fsdp
+
+    for sub in model.modules():
+        auto_model = getattr(sub, "auto_model", None)
+        if getattr(sub, "packed", False) and auto_model is not None and packed_supported(auto_model):
+            sub.packed = prepare_for_fsdp(auto_model)
+
+
 class FsdpStrategy:
     """Parameters, gradients and optimizer state sharded over the ranks (see the module docstring)."""
 
@@ -152,9 +169,6 @@ class FsdpStrategy:
             )
         self.model, self.losses, self.options, self.device = model, losses, options, device
         self.skeleton = export_skeleton(model) if rank == 0 else None
-        for sub in model.modules():
-            if hasattr(sub, "packed"):
-                sub.packed = False
         if options.activation_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
             model.gradient_checkpointing_enable({"use_reentrant": False})
         kwargs: dict[str, Any] = {"reshard_after_forward": options.reshard_after_forward}
@@ -169,6 +183,7 @@ class FsdpStrategy:
                 fully_shard(block, **kwargs)
                 self.blocks += 1
             fully_shard(root, **kwargs)
+        _keep_packing_where_sharding_allows(model)
         self.adapter_host = _adapter_host(model)
         self._named = unique_parameters([model, *losses.values()])
         self.sharded = [p for _, p in self._named if _is_dtensor(p)]
@@ -244,7 +259,15 @@ class FsdpStrategy:
         return out
 
     def export(self, directory: Path) -> None:
-        """Write the consolidated sentence-transformers directory (rank 0 writes; every rank calls this)."""
+        """Write the consolidated sentence-transformers directory (rank 0 writes; every rank calls this): the
+        Transformers' weights streamed one shard file at a time (``raystx.train.fsdp_export``); with a PEFT adapter,
+        the adapter layout from the gathered trainable state."""
+        from raystx.train.fsdp_export import default_max_shard_size, stream_export, streamed_modules
+
+        if self.adapter_host is None and streamed_modules(self.model):
+            size = self.options.max_shard_size or default_max_shard_size()
+            stream_export(self.model, self.skeleton, directory, size, self.device)
+            return
         state = self.full_state_dict()
         if self.skeleton is None:
             return

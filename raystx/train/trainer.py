@@ -25,6 +25,7 @@ from raystx.losses.base import RaystxLoss
 from raystx.ray_init import ensure_ray
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.driver import BestCheckpoint, TrainOutput, collect, launch, ray_train_logging
+from raystx.train.fsdp_ship import ship_model
 from raystx.train.trial_call import build_loss, call_model_init
 from raystx.train.worker import WorkerPayload
 from raystx.train.workers import max_workers, trained_world_size
@@ -360,9 +361,13 @@ class SentenceTransformerTrainer:
             from raystx.data.cache_cleanup import tag_sources
 
             tag_sources([*sources.values(), *(self._eval or {}).values()], tag)
+        # under FSDP, a weightless model when the workers can read the weights themselves (fsdp_ship)
+        shipped = ship_model(self.model, losses, self.args)
         return WorkerPayload(
-            model=self.model,
-            losses=losses,
+            model=shipped.model,
+            losses=shipped.losses,
+            initial_weights=shipped.initial_weights,
+            initial_weights_kwargs=shipped.loader_kwargs,
             args=self.args,
             sources=sources,
             label_kinds=self._label_kinds,

@@ -57,6 +57,8 @@ class WorkerPayload:
     # A saved model directory to load the weights from after sharding, when ``model`` has its parameters on the
     # meta device (FSDP only; rank 0 alone reads it, see ``raystx.train.fsdp_meta_load``).
     initial_weights: str | None = None
+    # ``SentenceTransformer`` keyword arguments to read ``initial_weights`` with (trust_remote_code, model_kwargs...)
+    initial_weights_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def set_seed(seed: int) -> None:
@@ -78,7 +80,9 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
     )  # before sharding: it shallow-copies the first module for its tokenizer
     strategy = build_strategy(args, model, losses, runtime.device, runtime.rank)
     if payload.initial_weights is not None:  # before the optimizer: only now do the shards exist
-        load_sharded(model, payload.initial_weights, runtime.device, strategy)
+        load_sharded(
+            model, payload.initial_weights, runtime.device, strategy, payload.initial_weights_kwargs
+        )
     optimizer = build_optimizer(strategy.named_parameters(), args)
     cursor = DataCursor(payload.sources, args, runtime.rank, runtime.world_size)
     if cursor.steps_per_epoch < args.gradient_accumulation_steps:

@@ -50,12 +50,15 @@ class SpawnRuntime(Runtime):
         return self._latest
 
 
-def build_model(model_dir: str):
+def build_model(model_dir: str, pooling: str = "mean", packed: bool | None = None):
+    """Transformer + Pooling over ``model_dir``; ``packed`` False forces the padded forward (None: default)."""
     from raystx.models import Pooling, SentenceTransformer, Transformer
 
     torch.manual_seed(0)
     word = Transformer(model_dir)
-    return SentenceTransformer(modules=[word, Pooling(word.get_word_embedding_dimension(), "mean")])
+    if packed is not None:
+        word.packed = packed
+    return SentenceTransformer(modules=[word, Pooling(word.get_word_embedding_dimension(), pooling)])
 
 
 def add_lora(model, fields: dict[str, Any]) -> None:
@@ -150,7 +153,7 @@ def train_rank(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, An
     from raystx.train.args import SentenceTransformerTrainingArguments
     from raystx.train.worker import WorkerPayload, train_worker
 
-    model = build_model(spec["model_dir"])
+    model = build_model(spec["model_dir"], spec.get("pooling", "mean"), spec.get("packed"))
     if spec.get("lora"):
         add_lora(model, spec["lora"])
     losses = build_losses(spec["loss"], model)
@@ -189,7 +192,15 @@ def train_rank(rank: int, world_size: int, spec: dict[str, Any]) -> dict[str, An
     weights = _full_weights(model)
     history = [h["loss"] for h in result["log_history"] if "loss" in h]
     evals = [h["eval_norm"] for h in result["log_history"] if "eval_norm" in h]
-    return {"losses": history, "weights": weights, "global_step": result["global_step"], "evals": evals}
+    features = dict(model.tokenize(["a b c", "a"]))
+    used_packed = bool(model[0]._use_packed(features)) if hasattr(model[0], "_use_packed") else False
+    return {
+        "losses": history,
+        "weights": weights,
+        "global_step": result["global_step"],
+        "evals": evals,
+        "packed": used_packed,
+    }
 
 
 def _full_weights(model) -> dict[str, torch.Tensor]:
