@@ -80,9 +80,7 @@ def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
     )  # before sharding: it shallow-copies the first module for its tokenizer
     strategy = build_strategy(args, model, losses, runtime.device, runtime.rank)
     if payload.initial_weights is not None:  # before the optimizer: only now do the shards exist
-        load_sharded(
-            model, payload.initial_weights, runtime.device, strategy, payload.initial_weights_kwargs
-        )
+        load_sharded(model, payload.initial_weights, runtime.device, strategy, payload.initial_weights_kwargs)
     optimizer = build_optimizer(strategy.named_parameters(), args)
     cursor = DataCursor(payload.sources, args, runtime.rank, runtime.world_size)
     if cursor.steps_per_epoch < args.gradient_accumulation_steps:
