@@ -31,6 +31,8 @@ from raystx.train.state import DATA_POSITION_FILE, CheckpointState, DataPosition
 
 logger = logging.getLogger("raystx.train")
 
+PREFETCH_STEPS = 8  # steps ahead whose shards a RowGroupReader fetches in the background
+
 
 @dataclass
 class Batch:
@@ -157,13 +159,29 @@ class DataCursor:
         """``(step, Batch)`` for the rest of the current epoch, read and collated ``depth`` steps ahead in a
         thread. ``collate(dataset, rows_table)`` returns ``(features, labels)``. Close it when done."""
         plan = self.plan()
+        ahead = max(PREFETCH_STEPS, depth + 1)
+        self._prefetch(plan, range(self.step_in_epoch, min(len(plan), self.step_in_epoch + ahead)))
 
         def make(step: int) -> Batch:
             name, rows = plan.rows(step, self.rank)
+            if step + ahead < len(plan):
+                self._prefetch(plan, [step + ahead])
             features, labels = collate(name, self.opened[name][[int(i) for i in rows]])
             return Batch(name, features, labels, rows)
 
         return Prefetcher(range(self.step_in_epoch, len(plan)), make, depth=depth)
+
+    def _prefetch(self, plan: EpochPlan, steps: Any) -> None:
+        """Ask the sources that can (``RowGroupReader``) to fetch the shards of this rank's rows of ``steps``."""
+        for step in steps:
+            name, rows = plan.rows(step, self.rank)
+            prefetch = getattr(self.opened[name], "prefetch", None)
+            if prefetch is not None:
+                prefetch(rows)
+
+    def read_stats(self) -> dict[str, dict[str, int]]:
+        """Per dataset, what its reader fetched (``RowGroupReader.stats()``; datasets without one are left out)."""
+        return {n: t.stats() for n, t in self.opened.items() if callable(getattr(t, "stats", None))}
 
     def epoch_progress(self) -> float:
         """Epochs trained, as a float (a resumed epoch's plan covers only the steps that were left)."""

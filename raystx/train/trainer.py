@@ -359,7 +359,9 @@ class SentenceTransformerTrainer:
         if tag:
             from raystx.data.cache_cleanup import tag_sources
 
-            tag_sources([*sources.values(), *(self._eval or {}).values()], tag)
+            tag_sources(
+                [*sources.values(), *(self._eval or {}).values()], tag, self.args.data_cache_max_bytes
+            )
         return WorkerPayload(
             model=self.model,
             losses=losses,
