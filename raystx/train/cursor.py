@@ -216,6 +216,7 @@ class DataCursor:
             round_robin_next=plan.round_robin_next(self.step_in_epoch),
             shuffle_window=self.args.shuffle_window or None,
             shuffle_block_size=self.args.shuffle_block_size if self.args.shuffle_window else None,
+            rank_stripes=plan.rank_stripes or None,
         )
         position.row_sets = DATA_POSITION_FILE if arrays else None
         return position, arrays
@@ -244,7 +245,9 @@ class DataCursor:
         reordered = position is not None and _order_settings(position) != self._order_settings()
         if reordered and consumed is not None:  # counts of another epoch order: as the row ids they meant
             consumed = self._as_row_ids(consumed, position)
-        if old_global == self.global_batch_size and not reordered:
+        # rank stripes make the plan depend on the split into workers, not only on the global batch size
+        same_split = not self._order_settings()[2] or int(state.world_size or 0) == self.world_size
+        if old_global == self.global_batch_size and same_split and not reordered:
             if start and any(not isinstance(v, int) or v for v in start.values()):
                 self._set_start(start, round_robin_start)  # the resumed plan it was in, again
                 return True
@@ -279,14 +282,18 @@ class DataCursor:
         )
         return True
 
-    def _order_settings(self) -> tuple[int, int | None]:
-        """What this run's epoch order depends on besides seed, epoch and data (window 0: full permutation)."""
+    def _order_settings(self) -> tuple[int, int | None, bool]:
+        """What this run's epoch order depends on besides seed, epoch and data (window 0: full permutation), and
+        whether ranks walk their own stretches of it (rank stripes, with a window and the default sampler)."""
         window = int(self.args.shuffle_window or 0)
-        return window, (int(self.args.shuffle_block_size) if window else None)
+        stripes = bool(window) and getattr(self.args.batch_sampler, "value", self.args.batch_sampler) == (
+            "batch_sampler"
+        )
+        return window, (int(self.args.shuffle_block_size) if window else None), stripes
 
     def _as_row_ids(self, consumed: dict[str, Consumed], position: DataPosition) -> dict[str, Consumed]:
         """``consumed`` with every count (a prefix of the checkpoint's epoch order) turned into row ids."""
-        window, block = _order_settings(position)
+        window, block, _ = _order_settings(position)
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         out: dict[str, Consumed] = {}
         for name, value in consumed.items():
@@ -324,10 +331,11 @@ class DataCursor:
         self._plan_cache = None
 
 
-def _order_settings(position: DataPosition) -> tuple[int, int | None]:
+def _order_settings(position: DataPosition) -> tuple[int, int | None, bool]:
     """The epoch-order settings a checkpoint's counts refer to (as ``DataCursor._order_settings``)."""
     window = int(position.shuffle_window or 0)
-    return window, (int(position.shuffle_block_size or DEFAULT_BLOCK_SIZE) if window else None)
+    block = int(position.shuffle_block_size or DEFAULT_BLOCK_SIZE) if window else None
+    return window, block, bool(position.rank_stripes)
 
 
 def dataclass_dict(position: DataPosition) -> dict[str, Any]:
