@@ -114,4 +114,3 @@ def rank_striped_batches(
     if len(rest) and not drop_last:
         batches.append(rest)
     return batches
-

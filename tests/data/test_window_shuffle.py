@@ -143,7 +143,14 @@ def test_rank_stripes_give_each_rank_its_own_stretch_and_every_row_once(world, d
     groups = [50] * 40  # 2000 rows, 40 shards
     rows, per_device, window = sum(groups), 8, 4
     plan = EpochPlan(
-        {"d": rows}, per_device, world, 3, 0, shuffle_window=window, shard_rows={"d": groups}, drop_last=drop_last
+        {"d": rows},
+        per_device,
+        world,
+        3,
+        0,
+        shuffle_window=window,
+        shard_rows={"d": groups},
+        drop_last=drop_last,
     )
     order = dataset_order(rows, 3, 0, "d", shuffle_window=window, shard_rows=groups)
     full = len(order) // (per_device * world)
@@ -161,7 +168,14 @@ def test_rank_stripes_give_each_rank_its_own_stretch_and_every_row_once(world, d
     done = plan.consumed_through(5)
     assert not isinstance(done["d"], int) and len(done["d"]) == 5 * per_device * world
     rest = EpochPlan(
-        {"d": rows}, per_device, world + 1, 3, 0, shuffle_window=window, shard_rows={"d": groups}, consumed=done
+        {"d": rows},
+        per_device,
+        world + 1,
+        3,
+        0,
+        shuffle_window=window,
+        shard_rows={"d": groups},
+        consumed=done,
     )
     again = np.concatenate([rest.global_rows(s)[1] for s in range(len(rest))])
     assert not set(again.tolist()) & set(done["d"].tolist())
