@@ -99,6 +99,7 @@ class RowGroupReader:
         )
         self._tag = uuid.uuid4().hex[:8]
         self._stats = ReadStats()
+        self._fetched: set[int] = set()
 
     # ------------------------------------------------------------------ the RowTable interface
     def __len__(self) -> int:
@@ -208,6 +209,7 @@ class RowGroupReader:
         with self._lock:
             self._loading.pop(g, None)
             self._stats.row_groups_read += 1
+            self._fetched.add(g)
             self._stats.bytes_read += read
             if path is not None:
                 self._stats.bytes_written += nbytes
@@ -276,10 +278,10 @@ class RowGroupReader:
         with self._lock:
             return list(self._cache)
 
-    def stats(self) -> dict[str, int]:
-        """A copy of the counters (``ReadStats`` as a dict)."""
+    def stats(self) -> dict[str, Any]:
+        """A copy of the counters (``ReadStats`` as a dict) plus ``row_group_ids``: every row group read so far."""
         with self._lock:
-            return asdict(self._stats)
+            return {**asdict(self._stats), "row_group_ids": sorted(self._fetched)}
 
     def close(self) -> None:
         """Stop the prefetch thread and delete this reader's cache files."""

@@ -71,7 +71,7 @@ def test_only_the_row_groups_asked_for_are_read_and_counted(tmp_path):
     reader = _reader(files, tmp_path, columns=("q",))
     reader[[3, 7, 41]]  # row groups 0 and 4
     stats = reader.stats()
-    assert stats["row_groups_read"] == 2
+    assert stats["row_groups_read"] == 2 and stats["row_group_ids"] == [0, 4]
     # bytes read: the compressed chunks of the one column read, in those two row groups, and nothing else
     assert stats["bytes_read"] == _group_bytes(files, 0, 0, {"q"}) + _group_bytes(files, 0, 4, {"q"})
     assert stats["bytes_written"] == 0  # a local file is read in place: nothing copied
