@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from raystx.data.readers import _is_remote, _open_input, conform
 
-DEFAULT_CACHE_MAX_BYTES = 2 * 1024**3
+DEFAULT_CACHE_MAX_BYTES = 1024**3
 
 
 @dataclass

@@ -140,7 +140,7 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
     shuffle_block_size: int = 8192
     # raystx only: bytes of Parquet row groups one worker keeps per dataset (raystx.data.shard_reader): remote
     # files' row groups in the node-local cache folder, local files' in memory; least recently used evicted
-    data_cache_max_bytes: int = 2 * 1024**3
+    data_cache_max_bytes: int = 1024**3
 
     def __post_init__(self) -> None:
         self.optim = str(getattr(self.optim, "value", self.optim))
