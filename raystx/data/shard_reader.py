@@ -90,6 +90,7 @@ class RowGroupReader:
         self._starts = np.concatenate([[0], np.cumsum(self._rows)]).astype(np.int64)
         self._where = [(f, g) for f, count in enumerate(groups_per_file) for g in range(int(count))]
         self._handles: dict[int, pq.ParquetFile] = {}
+        self._file_locks = [threading.Lock() for _ in self.files]  # one reader of a file handle at a time
         self._cache: OrderedDict[int, _Entry] = OrderedDict()
         self._cache_bytes = 0
         self._lock = threading.Lock()  # the cache, the stats and the handles
@@ -152,7 +153,8 @@ class RowGroupReader:
         for f in range(len(self.files)):
             handle = self._handle(f)
             present = [name] if name in handle.schema_arrow.names else []
-            table = conform(handle.read(columns=present), sub) if present else None
+            with self._file_locks[f]:
+                table = conform(handle.read(columns=present), sub) if present else None
             if table is None:
                 count = handle.metadata.num_rows
                 out.extend([None] * count)
@@ -225,7 +227,8 @@ class RowGroupReader:
         handle = self._handle(f)
         names = handle.schema_arrow.names
         present = [c for c in self.columns if c in names]
-        table = conform(handle.read_row_group(local_group, columns=present), self.schema)
+        with self._file_locks[f]:
+            table = conform(handle.read_row_group(local_group, columns=present), self.schema)
         meta = handle.metadata.row_group(local_group)
         read = sum(
             meta.column(i).total_compressed_size
@@ -287,6 +290,10 @@ class RowGroupReader:
         """Stop the prefetch thread and delete this reader's cache files."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
+            for future in self._loading.values():  # cancelled prefetches: nobody may wait on them forever
+                if not future.done():
+                    future.set_exception(RuntimeError("the RowGroupReader was closed"))
+            self._loading.clear()
             for entry in self._cache.values():
                 if entry.path is not None:
                     try:

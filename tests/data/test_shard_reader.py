@@ -232,3 +232,24 @@ def test_remote_row_groups_go_through_the_local_disk_cache(s3_bucket, tmp_path):
     assert reader.row_group(3).equals(expected)
     reader.close()
     assert os.listdir(tmp_path / "cache") == []  # the reader's files are gone
+
+
+def test_concurrent_reads_and_prefetches_give_the_right_rows(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = _rows(200)
+    files = [_write(tmp_path / "a.parquet", rows[:120]), _write(tmp_path / "b.parquet", rows[120:])]
+    reader = _reader(files, tmp_path, cap=3 * _reader(files, tmp_path).row_group(0).nbytes)  # evicting a lot
+    rng = np.random.default_rng(0)
+    picks = [rng.integers(0, 200, size=16).tolist() for _ in range(60)]
+
+    def read(k: int) -> dict:
+        reader.prefetch(picks[(k + 1) % len(picks)])
+        return reader[picks[k]]
+
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(read, range(len(picks))))
+    for pick, out in zip(picks, got):
+        assert out == {"q": [rows[i]["q"] for i in pick], "label": [float(i) for i in pick]}
+    assert reader.cache_bytes <= reader.max_cache_bytes + reader.row_group(0).nbytes
+    reader.close()
