@@ -188,8 +188,9 @@ def run_scale(sizes: list[int], steps: int, batches: int, minilm_rate: float | N
                     f"{n:,} rows: train() -> first optimizer step",
                     f"{run['first_step_s']:.1f} s",
                     f"{run['first_step_s'] / results[sizes[0]]['first_step_s']:.2f}x",
-                    f"vs {sizes[0]:,} rows (target <= 1.3x); {len(files)} files, {total / 2**20:.0f} MiB "
-                    f"written by the bench in {made:.0f} s; run {run['total_s']:.0f} s for {steps} steps",
+                    f"vs {sizes[0]:,} rows (target <= 1.3x); driver prepare {run['timings'].get('prepare', 0):.1f} s; "
+                    f"{len(files)} files, {total / 2**20:.0f} MiB written by the bench in {made:.0f} s; run "
+                    f"{run['total_s']:.0f} s for {steps} steps",
                 )
             )
             for worker in run["workers"]:
