@@ -85,7 +85,9 @@ def _train(tmp_path: Path, base, data, name: str, args_extra: dict | None = None
 
 
 @pytest.mark.parametrize("source", ["dataset", pytest.param("parquet_windowed", marks=pytest.mark.slow)])
-def test_sigkilled_worker_resumes_mid_epoch_exactly_once_per_row(ray_session, tiny_bert_dir, tmp_path, source):
+def test_sigkilled_worker_resumes_mid_epoch_exactly_once_per_row(
+    ray_session, tiny_bert_dir, tmp_path, source
+):
     """``parquet_windowed``: the same on a Parquet file read in place by each rank's RowGroupReader (row groups of
     8 rows), with a windowed order (rank stripes, positions recorded as row ids)."""
     anchors = unique_sentences(STEPS * PER_DEVICE * 2, seed=40)  # one epoch == STEPS global batches
@@ -100,7 +102,14 @@ def test_sigkilled_worker_resumes_mid_epoch_exactly_once_per_row(ray_session, ti
     reference, _, _ = _train(tmp_path, base, data, "uninterrupted", extra)
     killed_at = 4  # rank 1 dies in its 4th step, after checkpoint-2 was persisted (mid-epoch)
     model, out, records = _train(
-        tmp_path, base, data, "killed", extra, kill_rank=1, kill_call=killed_at, marker=str(tmp_path / "marker")
+        tmp_path,
+        base,
+        data,
+        "killed",
+        extra,
+        kill_rank=1,
+        kill_call=killed_at,
+        marker=str(tmp_path / "marker"),
     )
 
     assert (tmp_path / "marker").exists(), "the worker was never killed"
