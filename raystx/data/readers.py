@@ -683,7 +683,8 @@ def read_parquet_rows(
     locations: list[tuple[int, int, int]] = []  # (file, row group, offset) per global row-group start
     starts: list[int] = []
     total = 0
-    handles = [pq.ParquetFile(_open_input(p)) for p in files]
+    # small unbuffered reads: the driver decodes only the batches holding the rows it needs
+    handles = [pq.ParquetFile(_open_input(p), pre_buffer=False, buffer_size=1 << 20) for p in files]
     for fi, handle in enumerate(handles):
         for gi in range(handle.metadata.num_row_groups):
             starts.append(total)
@@ -701,10 +702,22 @@ def read_parquet_rows(
     for g, picks in wanted.items():
         fi, gi, _ = locations[g]
         present = [c for c in columns if c in handles[fi].schema_arrow.names]
-        table = conform(handles[fi].read_row_group(gi, columns=present), sub_schema)
-        taken = table.take(pa.array([offset for _, offset in picks], pa.int64())).to_pylist()
-        for (pos, _), row in zip(picks, taken):
-            out[pos] = row
+        # streamed in batches, so that a user's large row group never sits in the driver's memory whole
+        start, last = 0, max(offset for _, offset in picks)
+        batches = handles[fi].iter_batches(
+            batch_size=STAGED_ROW_GROUP_SIZE, row_groups=[gi], columns=present, use_threads=False
+        )
+        for batch in batches:
+            if start > last:
+                break
+            end = start + batch.num_rows
+            inside = [(pos, offset - start) for pos, offset in picks if start <= offset < end]
+            if inside:
+                table = conform(pa.Table.from_batches([batch]), sub_schema)
+                taken = table.take(pa.array([offset for _, offset in inside], pa.int64())).to_pylist()
+                for (pos, _), row in zip(inside, taken):
+                    out[pos] = row
+            start = end
     return {c: [row[c] for row in out] for c in columns}  # type: ignore[index]
 
 
