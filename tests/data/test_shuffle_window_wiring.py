@@ -167,3 +167,25 @@ def test_resume_with_the_same_window_replays_the_same_plan(tmp_path):
     assert second.restore(state, tmp_path) is False
     assert second.step_in_epoch == first.step_in_epoch == 7
     np.testing.assert_array_equal(_cursor_rows(second), _cursor_rows(first))
+
+
+def test_an_older_windowed_checkpoint_is_read_as_the_prefix_it_trained(tmp_path):
+    """Before rank stripes a windowed run trained a prefix of the order and recorded a count: resuming it now
+    continues without exactly those rows (each new rank on its stretch of the rest)."""
+    from raystx.train.state import DataPosition
+
+    groups = [40] * 6
+    order = dataset_order(ROWS, 5, 0, "d", shuffle_window=2, shard_rows=groups)
+    position = DataPosition(
+        epoch=0,
+        global_batch_size=8,
+        datasets=["d"],
+        rows_consumed={"d": 56},
+        shuffle_window=2,
+        shuffle_block_size=8192,
+    )
+    state = CheckpointState(7, 0, 7, world_size=2, global_batch_size=8, data_position=position)
+    cursor = DataCursor({"d": _source(groups)}, _args(tmp_path, shuffle_window=2), rank=0, world_size=2)
+    assert cursor.restore(state, tmp_path) is True  # re-planned (the old plan was not striped)
+    rest = _cursor_rows(cursor)
+    np.testing.assert_array_equal(rest, _striped(order[56:], 2))
