@@ -1,7 +1,7 @@
 """A run's node-local data caches, and their removal when the run ends.
 
-Workers turn staged Parquet into a memory-mapped Arrow file in their node's temp dir
-(``raystx.data.readers.open_parquet_as_dataset``). A run gives its sources one ``cache_tag``
+Workers keep the row groups they fetch from remote Parquet files in their node's temp dir
+(``raystx.data.shard_reader.RowGroupReader``, size-capped). A run gives its sources one ``cache_tag``
 (``new_cache_tag()``; ``tag_sources``) so that these files land in ``$TMPDIR/raystx-data-cache/<tag>`` on every
 node, and ``remove_run_caches(tag)`` deletes that folder on the driver's machine and on every alive Ray node
 (a zero-CPU task pinned to each node) when the run ends, whether it succeeded or not.
@@ -26,12 +26,15 @@ def new_cache_tag() -> str:
     return f"run-{uuid.uuid4().hex[:16]}"
 
 
-def tag_sources(sources: Iterable[Any], tag: str) -> None:
-    """Set ``cache_tag`` on every training source (or anything holding one in ``.source``, like eval items)."""
+def tag_sources(sources: Iterable[Any], tag: str, cache_max_bytes: int | None = None) -> None:
+    """Set ``cache_tag`` (and ``cache_max_bytes`` when given) on every training source (or anything holding
+    one in ``.source``, like eval items)."""
     for item in sources:
         source = getattr(item, "source", item)
         if hasattr(source, "cache_tag"):
             source.cache_tag = tag
+            if cache_max_bytes is not None:
+                source.cache_max_bytes = int(cache_max_bytes)
 
 
 def remove_local_cache(tag: str) -> bool:

@@ -11,10 +11,8 @@ Driver side (``prepare_sources`` calls these):
 * ``parquet_schema(files)``, ``parquet_num_rows(files)``, ``read_parquet_rows(files, indices, columns)``: facts
   and a few rows from the staged files, read from Parquet metadata and single row groups only.
 
-Worker side:
-
-* ``open_parquet_as_dataset(files)``: the staged files as a memory-mapped ``datasets.Dataset`` (an Arrow
-  file built once per machine in a local temp dir and reused).
+Worker side: ``raystx.data.shard_reader.RowGroupReader`` reads the row groups a worker needs (staged files, or
+the user's Parquet files read in place: ``parquet_in_place``), through a node-local cache under ``_cache_dir``.
 
 Text formats: CSV (comma, ``"`` quoting, quoted newlines allowed), TSV (tab, quoting off: texts may hold
 quotes), JSON (one object per line, or a JSON array of objects) and JSONL. Binary: Parquet, Arrow IPC
@@ -29,7 +27,6 @@ import contextlib
 import csv
 import functools
 import glob
-import hashlib
 import io
 import json
 import os
@@ -615,6 +612,50 @@ def parquet_row_groups(files: Sequence[str]) -> list[int]:
     return out
 
 
+def parquet_layout(files: Sequence[str]) -> tuple[list[int], list[int]]:
+    """``(rows of every row group in file order, row groups per file)`` from the footers only: what a
+    ``RowGroupReader`` needs to find a row without opening every file first."""
+    rows: list[int] = []
+    groups: list[int] = []
+    for path in files:
+        meta = pq.ParquetFile(_open_input(path)).metadata
+        rows.extend(meta.row_group(g).num_rows for g in range(meta.num_row_groups))
+        groups.append(meta.num_row_groups)
+    return rows, groups
+
+
+def parquet_in_place(name: str, files: Sequence[str]) -> tuple[pa.Schema, list[int], list[int]]:
+    """Driver side, for Parquet inputs read where they are (not staged): the unified schema, the rows of every
+    row group and the row groups per file, from the footers only. A file that is not readable Parquet, or
+    that repeats a column name, raises ``DatasetReadError`` naming it."""
+    check_unique_columns(name, files, "parquet")
+    schemas: list[pa.Schema] = []
+    rows: list[int] = []
+    groups: list[int] = []
+    for path in files:
+        try:
+            handle = pq.ParquetFile(_open_input(path))
+        except Exception as exc:  # noqa: BLE001 - a footer that cannot be read: name the file
+            raise DatasetReadError(
+                f"dataset {name!r}: {file_location(path)} is not a readable parquet file: {_short_error(exc)}",
+                dataset=name,
+                file=path,
+            ) from exc
+        meta = handle.metadata
+        schemas.append(handle.schema_arrow)
+        rows.extend(meta.row_group(g).num_rows for g in range(meta.num_row_groups))
+        groups.append(meta.num_row_groups)
+    try:
+        schema = pa.unify_schemas(schemas, promote_options="permissive").remove_metadata()
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise DatasetReadError(
+            f"dataset {name!r}: the Parquet files {list(files)[:3]} have column types that cannot be unified "
+            f"({_short_error(exc)}); write the same column with one type in every file",
+            dataset=name,
+        ) from exc
+    return schema, rows, groups
+
+
 def _open_input(path: str) -> Any:
     if _is_remote(path):
         fs, inner = pa.fs.FileSystem.from_uri(path)
@@ -642,7 +683,8 @@ def read_parquet_rows(
     locations: list[tuple[int, int, int]] = []  # (file, row group, offset) per global row-group start
     starts: list[int] = []
     total = 0
-    handles = [pq.ParquetFile(_open_input(p)) for p in files]
+    # small unbuffered reads: the driver decodes only the batches holding the rows it needs
+    handles = [pq.ParquetFile(_open_input(p), pre_buffer=False, buffer_size=1 << 20) for p in files]
     for fi, handle in enumerate(handles):
         for gi in range(handle.metadata.num_row_groups):
             starts.append(total)
@@ -660,10 +702,22 @@ def read_parquet_rows(
     for g, picks in wanted.items():
         fi, gi, _ = locations[g]
         present = [c for c in columns if c in handles[fi].schema_arrow.names]
-        table = conform(handles[fi].read_row_group(gi, columns=present), sub_schema)
-        taken = table.take(pa.array([offset for _, offset in picks], pa.int64())).to_pylist()
-        for (pos, _), row in zip(picks, taken):
-            out[pos] = row
+        # streamed in batches, so that a user's large row group never sits in the driver's memory whole
+        start, last = 0, max(offset for _, offset in picks)
+        batches = handles[fi].iter_batches(
+            batch_size=STAGED_ROW_GROUP_SIZE, row_groups=[gi], columns=present, use_threads=False
+        )
+        for batch in batches:
+            if start > last:
+                break
+            end = start + batch.num_rows
+            inside = [(pos, offset - start) for pos, offset in picks if start <= offset < end]
+            if inside:
+                table = conform(pa.Table.from_batches([batch]), sub_schema)
+                taken = table.take(pa.array([offset for _, offset in inside], pa.int64())).to_pylist()
+                for (pos, _), row in zip(inside, taken):
+                    out[pos] = row
+            start = end
     return {c: [row[c] for row in out] for c in columns}  # type: ignore[index]
 
 
@@ -674,43 +728,3 @@ def _cache_dir(tag: str | None = None) -> str:
     """``$TMPDIR/raystx-data-cache`` (``/<tag>`` for a run's own caches, removed when the run ends)."""
     root = os.path.join(tempfile.gettempdir(), CACHE_DIR_NAME)
     return os.path.join(root, tag) if tag else root
-
-
-def _cache_key(files: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for path in files:
-        h.update(path.encode("utf-8"))
-        if not _is_remote(path):
-            st = os.stat(path)
-            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:32]
-
-
-def open_parquet_as_dataset(
-    files: Sequence[str], schema: pa.Schema | None = None, cache_tag: str | None = None
-) -> datasets.Dataset:
-    """The staged ``files`` as one memory-mapped ``datasets.Dataset``.
-
-    The first call on a machine streams the Parquet files into an Arrow file under the local temp dir
-    (``$TMPDIR/raystx-data-cache[/cache_tag]``, one per distinct staged copy, guarded by a file lock so that
-    workers of the same node build it once); later calls map that file. Memory use stays flat. A run passes its
-    own ``cache_tag`` so that it can remove its caches on every node at the end
-    (``raystx.data.cache_cleanup.remove_run_caches``).
-    """
-    import datasets
-    from filelock import FileLock
-
-    schema = schema if schema is not None else parquet_schema(files)
-    cache_dir = _cache_dir(cache_tag)
-    os.makedirs(cache_dir, exist_ok=True)
-    target = os.path.join(cache_dir, _cache_key(files) + ".arrow")
-    with FileLock(target + ".lock"):
-        if not os.path.exists(target):
-            partial = f"{target}.{os.getpid()}.partial"
-            with pa.OSFile(partial, "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-                for path in files:
-                    handle = pq.ParquetFile(_open_input(path))
-                    for batch in handle.iter_batches(batch_size=STAGED_ROW_GROUP_SIZE):
-                        writer.write_table(conform(pa.Table.from_batches([batch]), schema))
-            os.replace(partial, target)
-    return datasets.Dataset.from_file(target)

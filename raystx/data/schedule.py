@@ -8,7 +8,9 @@ each rank takes its own disjoint slice of that step's global batch:
   ``shuffle_block_size`` rows) with rows mixed inside windows of ``k`` shards (``raystx.data.window_shuffle``).
 * ``build_schedule(sizes, global_batch_size, seed, epoch, sampler, weights)`` lists, per global step, which
   dataset it draws from.
-* ``compose_batches(...)`` cuts that order into global batches (plain, duplicate-free, or grouped by label).
+* ``compose_batches(...)`` cuts that order into global batches (plain, duplicate-free, or grouped by label);
+  with a windowed order and the default sampler each rank instead walks its own stretch of the order
+  (``rank_striped_batches``), so that it reads only its own shards.
 * ``EpochPlan.rows(step, rank)`` gives the row indices one rank uses at one step.
 * ``EpochPlan(..., consumed=...)`` plans the rest of an epoch whose first rows were already trained (a resume with
   another global batch size); ``EpochPlan.consumed_through(step)`` is what a checkpoint records for that.
@@ -34,6 +36,7 @@ from raystx.data.window_shuffle import (
     block_rows,
     check_shard_rows,
     full_order,
+    rank_striped_batches,
     window_order,
 )
 from raystx.data.window_shuffle import rng_for as _rng
@@ -273,8 +276,13 @@ class EpochPlan:
         self.consumed = dict(consumed or {})
         self._round_robin = sampler == "round_robin" and not weights
         self.round_robin_start = int(round_robin_start) if self._round_robin else 0
-        self._prefix = batch_sampler == "batch_sampler" and all(
-            isinstance(c, (int, np.integer)) for c in self.consumed.values()
+        # A windowed order with the default sampler gives each rank its own stretch of the order (rank stripes:
+        # a rank reads only its shards); what was trained is then not a prefix, so it is recorded as row ids.
+        self.rank_stripes = bool(shuffle_window) and batch_sampler == "batch_sampler"
+        self._prefix = (
+            batch_sampler == "batch_sampler"
+            and not self.rank_stripes
+            and all(isinstance(c, (int, np.integer)) for c in self.consumed.values())
         )
         self._orders: dict[str, np.ndarray] = {}
         self._batches: dict[str, list[np.ndarray]] = {}
@@ -305,6 +313,11 @@ class EpochPlan:
                 )
                 continue
             rest = remaining_order(order, self.consumed.get(name))
+            if self.rank_stripes:
+                self._batches[name] = rank_striped_batches(
+                    rest, self.per_device_batch_size, self.world_size, drop_last
+                )
+                continue
             texts = labels = None
             if batch_sampler != "batch_sampler":
                 texts, labels = columns(name)

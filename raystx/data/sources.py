@@ -4,9 +4,12 @@ build the sources (``prepare_sources``) and check them against the losses (``val
 ``prepare_sources(train_dataset, staging_dir=..., select_columns=None, name="train")`` accepts
 
 * a ``datasets.Dataset``: kept as is (it pickles cheaply when memory-mapped);
-* a ``datasets.IterableDataset`` (finite), a ``ray.data.Dataset``, or file paths / directories / globs
-  (CSV, TSV, JSON, JSONL, Parquet, Arrow): read with Ray Data and written by Ray tasks to
+* Parquet file paths / directories / globs (local or ``s3://``...): read in place; only their footers are read
+  here (schema, rows per row group), the workers read the row groups they need (``raystx.data.shard_reader``);
+* a ``datasets.IterableDataset`` (finite), a ``ray.data.Dataset``, or other file paths / directories / globs
+  (CSV, TSV, JSON, JSONL, Arrow): read with Ray Data and written by Ray tasks to
   ``staging_dir/<name>/*.parquet``, so the driver never holds the rows;
+* a ``TrainingSource`` prepared earlier (a sweep's trials reuse the driver's): kept, under the given name;
 * a ``datasets.DatasetDict`` or a ``dict`` of any of the above (one source per key).
 
 It needs ``ray.init()`` to have been called for everything except ``datasets.Dataset``. Reading errors
@@ -22,6 +25,7 @@ build the label tensor.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import re
@@ -48,11 +52,12 @@ from raystx.data.errors import DatasetValidationError, DatasetWarning, dataset_l
 from raystx.data.names import split_label_column
 from raystx.data.pairing import pairing_problems, unpaired
 from raystx.data.readers import (
+    _cache_dir,
     detect_format,
     expand_paths,
     is_path_spec,
-    open_parquet_as_dataset,
-    parquet_row_groups,
+    parquet_in_place,
+    parquet_layout,
     parquet_schema,
     read_files,
     read_iterable,
@@ -69,12 +74,15 @@ class TrainingSource:
 
     ``input_columns`` (text, in the order the loss receives them) and ``label_column`` are the columns the
     trainer uses; ``num_rows`` counts all rows. Exactly one of ``dataset`` (a ``datasets.Dataset`` kept as
-    given) and ``staged_files`` (Parquet files written by ``prepare_sources``) is set. ``schema`` is the
+    given) and ``staged_files`` (Parquet files the workers read: the user's own Parquet files, read in place,
+    or the copy ``prepare_sources`` staged from other inputs) is set. ``schema`` is the
     Arrow schema of all the source's columns, ``all_columns`` their names before ``select_columns``,
     ``origin`` a short description of where the data came from (for messages). ``shard_rows`` the rows of
     each row group of ``staged_files`` (the shards of a windowed shuffle; None for a ``datasets.Dataset``, which
-    is cut into blocks of ``shuffle_block_size`` rows). ``cache_tag`` names the run
-    whose node-local caches of staged data this source's workers write (removed when the run ends).
+    is cut into blocks of ``shuffle_block_size`` rows), ``groups_per_file`` how many row groups each file has.
+    ``cache_tag`` names the run whose node-local caches of remote row groups this source's workers write
+    (removed when the run ends); ``cache_max_bytes`` caps that cache per opened source (None: the default of
+    ``raystx.data.shard_reader``).
     """
 
     name: str
@@ -88,6 +96,8 @@ class TrainingSource:
     origin: str = ""
     cache_tag: str | None = None
     shard_rows: list[int] | None = None
+    groups_per_file: list[int] | None = None
+    cache_max_bytes: int | None = None
     _opened: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -96,14 +106,15 @@ class TrainingSource:
         return list(self.input_columns) + ([self.label_column] if self.label_column else [])
 
     def open(self) -> Any:
-        """Worker side: the data as a ``datasets.Dataset`` holding ``columns`` only, with random access by
-        integer index. Staged Parquet is converted once per machine into a memory-mapped Arrow file in the
-        local temp dir. The result is cached on this object (and not pickled)."""
+        """Worker side: the rows of ``columns`` with random access by integer index: the ``datasets.Dataset``
+        itself, or for Parquet files a ``RowGroupReader`` that fetches only the row groups asked for (through
+        a size-capped node-local cache) and can prefetch upcoming ones. The result is cached on this object
+        (and not pickled)."""
         if self._opened is None:
             if self.dataset is not None:
                 ds = self.dataset
             elif self.staged_files:
-                ds = open_parquet_as_dataset(self.staged_files, self.schema, self.cache_tag)
+                ds = self._row_group_reader()
             else:
                 import datasets
 
@@ -113,14 +124,31 @@ class TrainingSource:
             self._opened = ds
         return self._opened
 
+    def _row_group_reader(self) -> Any:
+        from raystx.data.shard_reader import RowGroupReader
+
+        assert self.staged_files
+        schema = self.schema if self.schema is not None else parquet_schema(self.staged_files)
+        if self.shard_rows is None or self.groups_per_file is None:
+            self.shard_rows, self.groups_per_file = parquet_layout(self.staged_files)
+        return RowGroupReader(
+            self.staged_files,
+            schema,
+            self.columns,
+            self.shard_rows,
+            self.groups_per_file,
+            cache_dir=_cache_dir(self.cache_tag),
+            max_cache_bytes=self.cache_max_bytes,
+        )
+
     def take(self, indices: Sequence[int]) -> dict[str, list]:
         """Rows ``indices`` as ``{column: [values in the order of indices]}`` (convenience over ``open()``)."""
         rows = self.open()[[int(i) for i in indices]]
         return {c: list(rows[c]) for c in self.columns}
 
     def peek(self, indices: Sequence[int]) -> dict[str, list]:
-        """Like ``take`` but for the driver: staged data is read from the few Parquet row groups holding
-        ``indices`` instead of building the local Arrow copy."""
+        """Like ``take`` but for the driver: Parquet data is read from the few row groups holding ``indices``,
+        with nothing cached."""
         if self.dataset is not None or not self.staged_files:
             return self.take(indices)
         assert self.schema is not None
@@ -188,6 +216,13 @@ def _prepare_one(
             all_columns=columns,
             origin="datasets.Dataset",
         )
+    if isinstance(item, TrainingSource):
+        inputs, label = (
+            resolve_columns(name, item.all_columns, select)
+            if select
+            else (item.input_columns, item.label_column)
+        )
+        return dataclasses.replace(item, name=name, input_columns=list(inputs), label_column=label)
     files: list[str] | None = None
     fmt: str | None = None
     known_columns: list[str] | None = None
@@ -201,6 +236,8 @@ def _prepare_one(
     elif is_path_spec(item):
         files = expand_paths(name, item)
         fmt = detect_format(name, files)
+        if fmt == "parquet":
+            return _parquet_in_place(name, files, select)
         ray_dataset, known_columns = read_files(name, files, fmt)
         origin = f"{fmt} file{'s' if len(files) > 1 else ''} {files[0]!r}" + (
             f" and {len(files) - 1} more" if len(files) > 1 else ""
@@ -213,9 +250,10 @@ def _prepare_one(
             dataset=name,
         )
     staged = stage(name, ray_dataset, _stage_dir(staging_dir, name, used), files=files, fmt=fmt)
+    groups_per_file = None
     if staged:
         schema = parquet_schema(staged)
-        shard_rows = parquet_row_groups(staged)
+        shard_rows, groups_per_file = parquet_layout(staged)
         num_rows = sum(shard_rows)
         columns = list(schema.names)
         inputs, label = resolve_columns(name, columns, select)
@@ -236,6 +274,30 @@ def _prepare_one(
         all_columns=columns,
         origin=origin,
         shard_rows=shard_rows,
+        groups_per_file=groups_per_file,
+    )
+
+
+def _parquet_in_place(name: str, files: list[str], select: list[str] | None) -> TrainingSource:
+    """A source over the user's own Parquet files (local or remote), read where they are: only their footers
+    are read here (schema, rows per row group); the workers read the row groups they need."""
+    schema, shard_rows, groups_per_file = parquet_in_place(name, files)
+    columns = list(schema.names)
+    inputs, label = resolve_columns(name, columns, select)
+    origin = f"parquet file{'s' if len(files) > 1 else ''} {files[0]!r}" + (
+        f" and {len(files) - 1} more" if len(files) > 1 else ""
+    )
+    return TrainingSource(
+        name=name,
+        input_columns=inputs,
+        label_column=label,
+        num_rows=sum(shard_rows),
+        staged_files=list(files),
+        schema=schema,
+        all_columns=columns,
+        origin=origin + " (read in place)",
+        shard_rows=shard_rows,
+        groups_per_file=groups_per_file,
     )
 
 

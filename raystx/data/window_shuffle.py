@@ -92,3 +92,25 @@ def shard_of_rows(shard_rows: Sequence[int]) -> np.ndarray:
     """For every row id, the index of the shard holding it (for locality checks and measurements)."""
     sizes = np.asarray([int(n) for n in shard_rows], dtype=np.int64)
     return np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+
+
+def rank_striped_batches(
+    order: np.ndarray, per_device_batch_size: int, world_size: int, drop_last: bool = True
+) -> list[np.ndarray]:
+    """Global batches in which each rank walks its own stretch of ``order`` (used with a windowed order).
+
+    ``order`` is cut into ``world_size`` consecutive stretches of ``n * per_device_batch_size`` rows (``n`` the
+    number of full global batches); global batch ``s`` is rank 0's rows ``s*b .. (s+1)*b`` of stretch 0, then
+    rank 1's of stretch 1, and so on, so ``EpochPlan.rows(s, r)`` are always rows of stretch ``r``: with a
+    windowed order a rank then reads only the shards of its stretch (its share of the data) instead of every
+    rank reading the shards of the same window. The rows left over (fewer than one global batch) are dropped,
+    or with ``drop_last=False`` form a last partial batch in order. Every row of ``order`` appears at most once.
+    """
+    b, w = int(per_device_batch_size), int(world_size)
+    n = len(order) // (b * w)
+    stretches = [order[r * n * b : (r + 1) * n * b] for r in range(w)]
+    batches = [np.concatenate([part[s * b : (s + 1) * b] for part in stretches]) for s in range(n)]
+    rest = order[w * n * b :]
+    if len(rest) and not drop_last:
+        batches.append(rest)
+    return batches

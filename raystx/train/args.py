@@ -138,6 +138,9 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
     # (locality) at the price of less mixing; a window covering every shard is the full permutation again.
     shuffle_window: int | None = None
     shuffle_block_size: int = 8192
+    # raystx only: bytes of Parquet row groups one worker keeps per dataset (raystx.data.shard_reader): remote
+    # files' row groups in the node-local cache folder, local files' in memory; least recently used evicted
+    data_cache_max_bytes: int = 1024**3
 
     def __post_init__(self) -> None:
         self.optim = str(getattr(self.optim, "value", self.optim))
@@ -234,6 +237,8 @@ class SentenceTransformerTrainingArguments(_TransformersFields):
                 f"shuffle_window must be a number of shards >= 1, or None (YAML null) / 0 for a full "
                 f"permutation of the rows (got {self.shuffle_window})"
             )
+        if int(self.data_cache_max_bytes) < 1:
+            errors.append(f"data_cache_max_bytes must be >= 1 byte (got {self.data_cache_max_bytes})")
         if int(self.shuffle_block_size) < 1:
             errors.append(f"shuffle_block_size must be >= 1 rows (got {self.shuffle_block_size})")
         if self.save_total_limit is not None and self.save_total_limit < 1:

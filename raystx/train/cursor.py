@@ -31,6 +31,8 @@ from raystx.train.state import DATA_POSITION_FILE, CheckpointState, DataPosition
 
 logger = logging.getLogger("raystx.train")
 
+PREFETCH_STEPS = 8  # steps ahead whose shards a RowGroupReader fetches in the background
+
 
 @dataclass
 class Batch:
@@ -157,13 +159,29 @@ class DataCursor:
         """``(step, Batch)`` for the rest of the current epoch, read and collated ``depth`` steps ahead in a
         thread. ``collate(dataset, rows_table)`` returns ``(features, labels)``. Close it when done."""
         plan = self.plan()
+        ahead = max(PREFETCH_STEPS, depth + 1)
+        self._prefetch(plan, range(self.step_in_epoch, min(len(plan), self.step_in_epoch + ahead)))
 
         def make(step: int) -> Batch:
             name, rows = plan.rows(step, self.rank)
+            if step + ahead < len(plan):
+                self._prefetch(plan, [step + ahead])
             features, labels = collate(name, self.opened[name][[int(i) for i in rows]])
             return Batch(name, features, labels, rows)
 
         return Prefetcher(range(self.step_in_epoch, len(plan)), make, depth=depth)
+
+    def _prefetch(self, plan: EpochPlan, steps: Any) -> None:
+        """Ask the sources that can (``RowGroupReader``) to fetch the shards of this rank's rows of ``steps``."""
+        for step in steps:
+            name, rows = plan.rows(step, self.rank)
+            prefetch = getattr(self.opened[name], "prefetch", None)
+            if prefetch is not None:
+                prefetch(rows)
+
+    def read_stats(self) -> dict[str, dict[str, int]]:
+        """Per dataset, what its reader fetched (``RowGroupReader.stats()``; datasets without one are left out)."""
+        return {n: t.stats() for n, t in self.opened.items() if callable(getattr(t, "stats", None))}
 
     def epoch_progress(self) -> float:
         """Epochs trained, as a float (a resumed epoch's plan covers only the steps that were left)."""
@@ -198,6 +216,7 @@ class DataCursor:
             round_robin_next=plan.round_robin_next(self.step_in_epoch),
             shuffle_window=self.args.shuffle_window or None,
             shuffle_block_size=self.args.shuffle_block_size if self.args.shuffle_window else None,
+            rank_stripes=plan.rank_stripes or None,
         )
         position.row_sets = DATA_POSITION_FILE if arrays else None
         return position, arrays
@@ -226,7 +245,9 @@ class DataCursor:
         reordered = position is not None and _order_settings(position) != self._order_settings()
         if reordered and consumed is not None:  # counts of another epoch order: as the row ids they meant
             consumed = self._as_row_ids(consumed, position)
-        if old_global == self.global_batch_size and not reordered:
+        # rank stripes make the plan depend on the split into workers, not only on the global batch size
+        same_split = not self._order_settings()[2] or int(state.world_size or 0) == self.world_size
+        if old_global == self.global_batch_size and same_split and not reordered:
             if start and any(not isinstance(v, int) or v for v in start.values()):
                 self._set_start(start, round_robin_start)  # the resumed plan it was in, again
                 return True
@@ -261,14 +282,18 @@ class DataCursor:
         )
         return True
 
-    def _order_settings(self) -> tuple[int, int | None]:
-        """What this run's epoch order depends on besides seed, epoch and data (window 0: full permutation)."""
+    def _order_settings(self) -> tuple[int, int | None, bool]:
+        """What this run's epoch order depends on besides seed, epoch and data (window 0: full permutation), and
+        whether ranks walk their own stretches of it (rank stripes, with a window and the default sampler)."""
         window = int(self.args.shuffle_window or 0)
-        return window, (int(self.args.shuffle_block_size) if window else None)
+        stripes = bool(window) and getattr(self.args.batch_sampler, "value", self.args.batch_sampler) == (
+            "batch_sampler"
+        )
+        return window, (int(self.args.shuffle_block_size) if window else None), stripes
 
     def _as_row_ids(self, consumed: dict[str, Consumed], position: DataPosition) -> dict[str, Consumed]:
         """``consumed`` with every count (a prefix of the checkpoint's epoch order) turned into row ids."""
-        window, block = _order_settings(position)
+        window, block, _ = _order_settings(position)
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         out: dict[str, Consumed] = {}
         for name, value in consumed.items():
@@ -306,10 +331,11 @@ class DataCursor:
         self._plan_cache = None
 
 
-def _order_settings(position: DataPosition) -> tuple[int, int | None]:
+def _order_settings(position: DataPosition) -> tuple[int, int | None, bool]:
     """The epoch-order settings a checkpoint's counts refer to (as ``DataCursor._order_settings``)."""
     window = int(position.shuffle_window or 0)
-    return window, (int(position.shuffle_block_size or DEFAULT_BLOCK_SIZE) if window else None)
+    block = int(position.shuffle_block_size or DEFAULT_BLOCK_SIZE) if window else None
+    return window, block, bool(position.rank_stripes)
 
 
 def dataclass_dict(position: DataPosition) -> dict[str, Any]:

@@ -28,7 +28,9 @@ class DataPosition:
     ``row_sets`` names the ``.npz`` file in the checkpoint holding row-id bitmaps (duplicate-/label-aware
     samplers), or is ``None`` when counts are enough. ``shuffle_window``/``shuffle_block_size`` are the
     settings of the epoch order the counts refer to (``raystx.data.window_shuffle``; absent in older
-    checkpoints, which used the full permutation).
+    checkpoints, which used the full permutation). ``rank_stripes`` is True when each rank walked its own
+    stretch of a windowed order (``raystx.data.window_shuffle.rank_striped_batches``; then the trained rows are
+    row ids and the plan depends on the world size); absent in older windowed checkpoints, which did not.
     """
 
     epoch: int
@@ -41,6 +43,7 @@ class DataPosition:
     row_sets: str | None = None
     shuffle_window: int | None = None
     shuffle_block_size: int | None = None
+    rank_stripes: bool | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> DataPosition:

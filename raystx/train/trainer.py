@@ -360,7 +360,9 @@ class SentenceTransformerTrainer:
         if tag:
             from raystx.data.cache_cleanup import tag_sources
 
-            tag_sources([*sources.values(), *(self._eval or {}).values()], tag)
+            tag_sources(
+                [*sources.values(), *(self._eval or {}).values()], tag, self.args.data_cache_max_bytes
+            )
         # under FSDP, a weightless model when the workers can read the weights themselves (fsdp_ship)
         shipped = ship_model(self.model, losses, self.args)
         return WorkerPayload(

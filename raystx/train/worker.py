@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from raystx.data.collate import BatchCollator, thread_private_tokenize
+from raystx.data.read_stats import write_stats
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.cadence import total_optimizer_steps
 from raystx.train.callbacks import CallbackHandler, integration_callbacks
@@ -183,7 +184,11 @@ def _callbacks(payload: WorkerPayload, runtime: Runtime) -> CallbackHandler:
 
 def train_worker(payload: WorkerPayload, runtime: Runtime) -> dict[str, Any]:
     """Run the loop to the end; used by the Ray entry point and by single-process runs."""
+    loop = None
     try:
-        return build_loop(payload, runtime).run()
+        loop = build_loop(payload, runtime)
+        return loop.run()
     finally:
+        if loop is not None:
+            write_stats(runtime.rank, loop.parts.cursor.read_stats())  # only with RAYSTX_DATA_STATS_DIR set
         runtime.close()

@@ -213,7 +213,7 @@ class TrainerFactory:
         trainer = SentenceTransformerTrainer(
             model=model,
             args=args,
-            train_dataset={name: source.open() for name, source in self.sources.items()},
+            train_dataset=dict(self.sources),  # prepared sources pass through the trial's prepare_sources
             eval_dataset=self._eval_dataset(),
             loss=loss,
             evaluator=base.evaluator,
@@ -227,7 +227,7 @@ class TrainerFactory:
         """The staged eval dataset(s) in the shape the user gave (one dataset, or a dict by name)."""
         if not self.eval_sources:
             return None
-        opened = {name: source.open() for name, source in self.eval_sources.items()}
+        opened = dict(self.eval_sources)
         return opened if self.eval_is_dict else next(iter(opened.values()))
 
 

@@ -147,7 +147,7 @@ class ConfigTrainerFactory:
         data = self.prepared[key]
         return build_trainer(
             config,
-            train_dataset={name: source.open() for name, source in data.sources.items()},
+            train_dataset=dict(data.sources),  # prepared sources pass through the trial's prepare_sources
             evaluator=data.evaluator,
             args_overrides=self.overrides,
             scaling=self.scaling_override,

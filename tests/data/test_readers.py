@@ -80,7 +80,10 @@ def test_each_format_round_trips(ray_session, tmp_path, fmt):
     assert (src.input_columns, src.label_column, src.num_rows) == (["anchor", "positive"], "score", len(rows))
     assert src.take(range(len(rows))) == _columns(rows)
     assert src.column_type("anchor") in (pa.string(), pa.large_string())
-    assert all(f.startswith(str(tmp_path / "stage" / "sts")) for f in src.staged_files)
+    if fmt == "parquet":  # read in place: the workers read the user's file, nothing is staged
+        assert src.staged_files == [path] and not (tmp_path / "stage").exists()
+    else:
+        assert all(f.startswith(str(tmp_path / "stage" / "sts")) for f in src.staged_files)
     footers = [pq.ParquetFile(f).metadata for f in src.staged_files]
     # the shards of a windowed shuffle: every staged row group, in file order
     assert src.shard_rows == [m.row_group(g).num_rows for m in footers for g in range(m.num_row_groups)]
@@ -168,11 +171,11 @@ def test_source_opens_on_a_ray_worker(ray_session, tmp_path):
 
     @ray.remote
     def read_on_worker(source, indices):
-        return source.take(indices), type(source.open().data).__name__
+        return source.take(indices), type(source.open()).__name__, source.open().stats()["row_groups_read"]
 
-    taken, table_kind = ray.get(read_on_worker.remote(src, [7, 2]))
+    taken, table_kind, groups_read = ray.get(read_on_worker.remote(src, [7, 2]))
     assert taken == _columns([rows[7], rows[2]])
-    assert table_kind == "MemoryMappedTable"
+    assert table_kind == "RowGroupReader" and groups_read == 1
 
 
 _MAKE_BIG = """

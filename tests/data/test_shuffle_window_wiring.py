@@ -19,6 +19,7 @@ from raystx.config import load_config
 from raystx.data.readers import parquet_row_groups
 from raystx.data.schedule import dataset_order
 from raystx.data.sources import TrainingSource
+from raystx.data.window_shuffle import rank_striped_batches
 from raystx.train.args import SentenceTransformerTrainingArguments
 from raystx.train.cursor import DataCursor
 from raystx.train.state import DATA_POSITION_FILE, CheckpointState
@@ -45,12 +46,22 @@ def _cursor_rows(cursor: DataCursor) -> np.ndarray:
     return np.concatenate([plan.global_rows(s)[1] for s in range(cursor.step_in_epoch, len(plan))])
 
 
+def _striped(order: np.ndarray, world_size: int) -> np.ndarray:
+    """A windowed order as the global batches take it: each rank walks its own stretch (rank stripes)."""
+    return np.concatenate(rank_striped_batches(order, 4, world_size))
+
+
 def test_the_cursor_plans_with_the_sources_row_groups_and_the_window(tmp_path):
     groups = [40, 20, 60, 40, 80]
     cursor = DataCursor({"d": _source(groups)}, _args(tmp_path, shuffle_window=2), rank=0, world_size=2)
     expected = dataset_order(ROWS, 5, 0, "d", shuffle_window=2, shard_rows=groups)
     assert not np.array_equal(expected, dataset_order(ROWS, 5, 0, "d"))
-    np.testing.assert_array_equal(_cursor_rows(cursor), expected[: len(_cursor_rows(cursor))])
+    np.testing.assert_array_equal(_cursor_rows(cursor), _striped(expected, 2))
+    # rank r trains only rows of the r-th half of the windowed order
+    plan = cursor.plan(0)
+    for rank in (0, 1):
+        rows = np.concatenate([plan.rows(s, rank)[1] for s in range(len(plan))])
+        np.testing.assert_array_equal(np.sort(rows), np.sort(expected[rank * 120 : (rank + 1) * 120]))
 
 
 def test_without_row_groups_the_shards_are_blocks_of_shuffle_block_size(tmp_path):
@@ -58,8 +69,8 @@ def test_without_row_groups_the_shards_are_blocks_of_shuffle_block_size(tmp_path
     cursor = DataCursor({"d": _source(None)}, args, rank=1, world_size=2)
     expected = dataset_order(ROWS, 5, 0, "d", shuffle_window=3, shard_rows=[16] * 15)
     rows = _cursor_rows(cursor)
-    np.testing.assert_array_equal(rows, expected[: len(rows)])
-    assert len(set((rows[: 3 * 16] // 16).tolist())) == 3  # the first window: three blocks
+    np.testing.assert_array_equal(rows, _striped(expected, 2))
+    assert len(set((expected[: 3 * 16] // 16).tolist())) == 3  # the first window: three blocks
 
 
 def test_the_default_is_the_full_permutation(tmp_path):
@@ -137,6 +148,8 @@ def test_resume_with_another_window_trains_every_row_at_most_once(tmp_path, befo
     # the rest follows the new order, without the trained rows
     new_order = dataset_order(ROWS, 5, 0, "d", shuffle_window=after, shard_rows=groups)
     expected = new_order[~np.isin(new_order, trained)]
+    if after:  # a window: each rank walks its own stretch of what is left
+        expected = _striped(expected, after_world)
     np.testing.assert_array_equal(rest, expected[: len(rest)])
     # and a checkpoint of the re-planned epoch resumes again without repeats
     second_state, second_trained = _checkpoint(second, 3, tmp_path)
@@ -154,3 +167,25 @@ def test_resume_with_the_same_window_replays_the_same_plan(tmp_path):
     assert second.restore(state, tmp_path) is False
     assert second.step_in_epoch == first.step_in_epoch == 7
     np.testing.assert_array_equal(_cursor_rows(second), _cursor_rows(first))
+
+
+def test_an_older_windowed_checkpoint_is_read_as_the_prefix_it_trained(tmp_path):
+    """Before rank stripes a windowed run trained a prefix of the order and recorded a count: resuming it now
+    continues without exactly those rows (each new rank on its stretch of the rest)."""
+    from raystx.train.state import DataPosition
+
+    groups = [40] * 6
+    order = dataset_order(ROWS, 5, 0, "d", shuffle_window=2, shard_rows=groups)
+    position = DataPosition(
+        epoch=0,
+        global_batch_size=8,
+        datasets=["d"],
+        rows_consumed={"d": 56},
+        shuffle_window=2,
+        shuffle_block_size=8192,
+    )
+    state = CheckpointState(7, 0, 7, world_size=2, global_batch_size=8, data_position=position)
+    cursor = DataCursor({"d": _source(groups)}, _args(tmp_path, shuffle_window=2), rank=0, world_size=2)
+    assert cursor.restore(state, tmp_path) is True  # re-planned (the old plan was not striped)
+    rest = _cursor_rows(cursor)
+    np.testing.assert_array_equal(rest, _striped(order[56:], 2))

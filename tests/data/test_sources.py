@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_sentences
-from datasets.table import MemoryMappedTable
 from torch import nn
 
 from raystx.data import readers
 from raystx.data.errors import DatasetValidationError
+from raystx.data.shard_reader import RowGroupReader
 from raystx.data.sources import TrainingSource, prepare_sources, sample_indices, validate_sources
 from raystx.losses import CoSENTLoss, MultipleNegativesRankingLoss, SoftmaxLoss
 from raystx.losses.base import ColumnContract, RaystxLoss
@@ -100,7 +100,7 @@ def _write_parquet_files(tmp_path, parts):
     return files
 
 
-def test_open_staged_parquet_memory_mapped_and_unified(tmp_path, monkeypatch):
+def test_open_parquet_reads_row_groups_unified(tmp_path, monkeypatch):
     monkeypatch.setattr(readers.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
     texts = make_sentences(12, seed=5)
     rows = [{"q": texts[i], "d": texts[-i - 1], "label": i} for i in range(12)]
@@ -112,22 +112,19 @@ def test_open_staged_parquet_memory_mapped_and_unified(tmp_path, monkeypatch):
     src = TrainingSource(
         "t", ["q", "d"], "label", readers.parquet_num_rows(files), staged_files=files, schema=schema
     )
-    ds = src.open()
-    assert isinstance(ds.data, MemoryMappedTable)
-    assert ds.cache_files and ds.cache_files[0]["filename"].startswith(
-        str(tmp_path / "tmp" / "raystx-data-cache")
-    )
-    assert len(ds) == 12
+    table = src.open()
+    assert isinstance(table, RowGroupReader) and len(table) == 12
+    assert src.shard_rows == [3, 3, 1, 3, 2] and src.groups_per_file == [3, 2]  # from the footers on open
     assert src.take(list(range(12))) == {
         c: [float(r[c]) if c == "label" else r[c] for r in rows] for c in ["q", "d", "label"]
     }
     # The driver-side peek reads row groups only and gives the same rows, in the order asked.
     order = [11, 0, 6, 7, 3]
     assert src.peek(order) == src.take(order)
-    # A second source over the same files maps the same cache file (built once per machine).
+    # Local files are read in place: nothing was written to the node's cache folder.
+    assert table.stats()["bytes_written"] == 0 and not (tmp_path / "tmp").exists()
     again = TrainingSource("t", ["q"], None, 12, staged_files=files, schema=schema).open()
-    assert again.cache_files[0]["filename"] == ds.cache_files[0]["filename"]
-    assert again.column_names == ["q"]
+    assert again.column_names == ["q"] and again[[8]] == {"q": [texts[8]]}
 
 
 def test_sample_indices_head_plus_random():

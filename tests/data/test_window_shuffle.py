@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from raystx.data.schedule import EpochPlan, dataset_order
-from raystx.data.window_shuffle import block_rows, shard_of_rows, window_order
+from raystx.data.window_shuffle import block_rows, rank_striped_batches, shard_of_rows, window_order
 
 SHARD = 50
 SHARDS = 40
@@ -112,13 +112,17 @@ def test_resume_on_another_world_size_continues_the_windowed_order_exactly(after
     before = EpochPlan({"d": ROWS}, per_device, 2, seed=3, epoch=1, **kwargs)
     trained = [before.global_rows(s)[1] for s in range(17)]
     consumed = before.consumed_through(17)
-    assert consumed == {"d": 17 * 10}
+    assert len(consumed["d"]) == 17 * 10 and not isinstance(consumed["d"], int)  # row ids: rank stripes
     after = EpochPlan({"d": ROWS}, per_device, after_world, seed=3, epoch=1, consumed=consumed, **kwargs)
     rest = [np.concatenate([after.rows(s, r)[1] for r in range(after_world)]) for s in range(len(after))]
     used = np.concatenate(trained + rest)
     order = _order(window, seed=3, epoch=1)
     assert len(set(used.tolist())) == len(used)  # no row twice
-    np.testing.assert_array_equal(used, order[: len(used)])  # the windowed order, nothing skipped
+    # the rest of the windowed order, each new rank walking its own stretch of it; nothing skipped
+    left = order[~np.isin(order, np.concatenate(trained))]
+    np.testing.assert_array_equal(
+        np.concatenate(rest), np.concatenate(rank_striped_batches(left, per_device, after_world))
+    )
     assert ROWS - len(used) < per_device * after_world  # only the last partial batch is dropped
 
 
@@ -128,5 +132,51 @@ def test_plan_uses_the_sources_row_groups():
     plan = EpochPlan(sizes, 8, 2, seed=0, epoch=0, shuffle_window=2, shard_rows=groups)
     for name, shards in groups.items():
         expected = dataset_order(sizes[name], 0, 0, name, shuffle_window=2, shard_rows=shards)
+        expected = np.concatenate(rank_striped_batches(expected, 8, 2))  # rank stripes of the order
         rows = np.concatenate([plan.global_rows(s)[1] for s in range(len(plan)) if plan.schedule[s] == name])
         np.testing.assert_array_equal(rows, expected[: len(rows)])
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_rank_stripes_give_each_rank_its_own_stretch_and_every_row_once(world, drop_last):
+    groups = [50] * 40  # 2000 rows, 40 shards
+    rows, per_device, window = sum(groups), 8, 4
+    plan = EpochPlan(
+        {"d": rows},
+        per_device,
+        world,
+        3,
+        0,
+        shuffle_window=window,
+        shard_rows={"d": groups},
+        drop_last=drop_last,
+    )
+    order = dataset_order(rows, 3, 0, "d", shuffle_window=window, shard_rows=groups)
+    full = len(order) // (per_device * world)
+    per_rank = [np.concatenate([plan.rows(s, r)[1] for s in range(full)]) for r in range(world)]
+    for r, got in enumerate(per_rank):  # rank r walks the r-th stretch of the windowed order, in order
+        np.testing.assert_array_equal(got, order[r * full * per_device : (r + 1) * full * per_device])
+    trained = np.concatenate([plan.global_rows(s)[1] for s in range(len(plan))])
+    assert len(set(trained.tolist())) == len(trained)  # no row twice
+    assert len(trained) == (rows if not drop_last else full * per_device * world)
+    # locality: a rank's rows of the whole epoch come from about its share of the shards (+ the window edges)
+    shard = shard_of_rows(groups)
+    for got in per_rank:
+        assert len(set(shard[got].tolist())) <= len(groups) // world + 2 * window
+    # what a checkpoint records is row ids (not a prefix of the order), and they plan the rest exactly
+    done = plan.consumed_through(5)
+    assert not isinstance(done["d"], int) and len(done["d"]) == 5 * per_device * world
+    rest = EpochPlan(
+        {"d": rows},
+        per_device,
+        world + 1,
+        3,
+        0,
+        shuffle_window=window,
+        shard_rows={"d": groups},
+        consumed=done,
+    )
+    again = np.concatenate([rest.global_rows(s)[1] for s in range(len(rest))])
+    assert not set(again.tolist()) & set(done["d"].tolist())
+    assert rows - len(again) - len(done["d"]) < per_device * (world + 1)

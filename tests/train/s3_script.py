@@ -118,6 +118,8 @@ def main() -> None:
     from pyarrow import fs as pafs
     from ray.train import ScalingConfig
 
+    from raystx.data.read_stats import STATS_DIR_ENV, read_all
+    from raystx.data.readers import _cache_dir
     from raystx.losses import MultipleNegativesRankingLoss
     from raystx.models import SentenceTransformer
     from raystx.testing import build_tiny_bert, make_sentences
@@ -133,7 +135,9 @@ def main() -> None:
 
     model_dir = build_tiny_bert(tmp / "tiny")
     ray_temp = sys.argv[2]  # Ray's session files and logs (a short path: Ray's socket names must stay short)
+    os.environ[STATS_DIR_ENV] = str(tmp / "read-stats")  # the workers' row-group counters land there
     ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=ray_temp)
+    caches: list[str] = []  # each run's node-local cache folder of remote row groups
 
     def run(max_steps: int, resume: bool):
         model = SentenceTransformer(str(model_dir))
@@ -153,7 +157,9 @@ def main() -> None:
             loss=MultipleNegativesRankingLoss(model),
             scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
         )
-        return trainer.train(resume_from_checkpoint=True if resume else None)
+        out = trainer.train(resume_from_checkpoint=True if resume else None)
+        caches.append(_cache_dir(trainer._cache_tag))
+        return out
 
     if len(sys.argv) > 3 and sys.argv[3] == "kill":
         print("RESULT " + json.dumps(kill_scenario(tmp, model_dir, data_uri, s3fs)), flush=True)
@@ -183,6 +189,11 @@ def main() -> None:
         "second_checkpoints": checkpoint_names(run_uri),
         "second_logged_steps": [h["step"] for h in second.log_history if "loss" in h],
         "staging_left": listing(f"runs/pairs/{STAGING_DIR}"),
+        "data_listing": listing("data"),  # read in place: nothing but the user's file
+        "cache_bytes_written": sum(
+            d["bytes_written"] for r in read_all(tmp / "read-stats") for d in r["datasets"].values()
+        ),
+        "caches_left": [c for c in caches if os.path.exists(c)],
         "final_state": json.loads(
             s3fs.open_input_stream(f"{BUCKET}/runs/pairs/checkpoint-6/trainer_state.json").read()
         )["global_step"],

@@ -55,7 +55,7 @@ class RecordingLoss(MultipleNegativesRankingLoss):
         return super().forward(features, labels)
 
 
-def _train(tmp_path: Path, base, data, name: str, **loss_kwargs):
+def _train(tmp_path: Path, base, data, name: str, args_extra: dict | None = None, **loss_kwargs):
     from ray.train import FailureConfig, RunConfig, ScalingConfig
 
     model = copy.deepcopy(base)
@@ -70,6 +70,7 @@ def _train(tmp_path: Path, base, data, name: str, **loss_kwargs):
             logging_steps=1,
             save_steps=2,
             seed=11,
+            **(args_extra or {}),
         ),
         train_dataset=data,
         loss=RecordingLoss(model, str(log), **loss_kwargs),
@@ -83,15 +84,32 @@ def _train(tmp_path: Path, base, data, name: str, **loss_kwargs):
     return model, out, records
 
 
-def test_sigkilled_worker_resumes_mid_epoch_exactly_once_per_row(ray_session, tiny_bert_dir, tmp_path):
+@pytest.mark.parametrize("source", ["dataset", pytest.param("parquet_windowed", marks=pytest.mark.slow)])
+def test_sigkilled_worker_resumes_mid_epoch_exactly_once_per_row(
+    ray_session, tiny_bert_dir, tmp_path, source
+):
+    """``parquet_windowed``: the same on a Parquet file read in place by each rank's RowGroupReader (row groups of
+    8 rows), with a windowed order (rank stripes, positions recorded as row ids)."""
     anchors = unique_sentences(STEPS * PER_DEVICE * 2, seed=40)  # one epoch == STEPS global batches
     data = datasets.Dataset.from_dict({"anchor": anchors, "positive": make_sentences(len(anchors), 77)})
+    extra = None
+    if source == "parquet_windowed":
+        path = tmp_path / "pairs.parquet"
+        data.to_parquet(str(path), batch_size=PER_DEVICE)  # one row group per batch_size rows
+        data, extra = str(path), {"shuffle_window": 2}
     base = SentenceTransformer(str(tiny_bert_dir))
 
-    reference, _, _ = _train(tmp_path, base, data, "uninterrupted")
+    reference, _, _ = _train(tmp_path, base, data, "uninterrupted", extra)
     killed_at = 4  # rank 1 dies in its 4th step, after checkpoint-2 was persisted (mid-epoch)
     model, out, records = _train(
-        tmp_path, base, data, "killed", kill_rank=1, kill_call=killed_at, marker=str(tmp_path / "marker")
+        tmp_path,
+        base,
+        data,
+        "killed",
+        extra,
+        kill_rank=1,
+        kill_call=killed_at,
+        marker=str(tmp_path / "marker"),
     )
 
     assert (tmp_path / "marker").exists(), "the worker was never killed"

@@ -58,6 +58,10 @@ def test_train_stage_checkpoint_and_resume_on_s3(tmp_path):
     # the resumed run's history continues the first one's: steps 1-4 from the checkpoint, 5-6 trained now
     assert result["second_logged_steps"] == [1, 2, 3, 4, 5, 6]
     assert result["staging_left"] == []
+    # the Parquet input is read in place from S3: its row groups pass through each node's local cache, which
+    # is removed when the run ends
+    assert result["data_listing"] == ["raystx-test/data/pairs.parquet"]
+    assert result["cache_bytes_written"] > 0 and result["caches_left"] == []
 
     assert not written, f"the S3 secret key landed in files: {written}"
     assert SECRET not in proc.stdout + proc.stderr
