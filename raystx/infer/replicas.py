@@ -117,6 +117,14 @@ def length_order(texts: Sequence[str]) -> np.ndarray:
     return np.argsort(-lengths, kind="stable")
 
 
+def chunk_rows(total: int, batch_size: int, replicas: int, most: int) -> int:
+    """Texts per chunk: about ``CHUNKS_PER_REPLICA`` chunks per replica (so the last chunks, which may leave a
+    replica idle, are short), a multiple of ``batch_size``, at least one batch and at most ``most``."""
+    rows = -(-total // (CHUNKS_PER_REPLICA * replicas))
+    rows = -(-rows // batch_size) * batch_size
+    return max(batch_size, min(most, rows))
+
+
 class ReplicaPool:
     """``scaling.num_workers`` ``ModelReplica`` actors started now (they load the model while the caller goes on).
 
@@ -172,13 +180,10 @@ class ReplicaPool:
         return f"shard-{self._keys}"
 
     def chunk_rows(self, total: int, batch_size: int, chunk_size: int | None = None) -> int:
-        """Texts per chunk: ``chunk_size`` if given, else about ``CHUNKS_PER_REPLICA`` chunks per replica, a
-        multiple of ``batch_size`` between one batch and ``scaling.rows_per_block``."""
+        """Texts per chunk for this pool (``chunk_size`` if given): see ``chunk_rows``."""
         if chunk_size is not None:
             return chunk_size
-        rows = -(-total // (CHUNKS_PER_REPLICA * self.num_workers))
-        rows = -(-rows // batch_size) * batch_size
-        return max(batch_size, min(self.scaling.rows_per_block, rows))
+        return chunk_rows(total, batch_size, self.num_workers, self.scaling.rows_per_block)
 
     def dispatch(self, method: str, calls: Iterable[tuple[Any, ...]]) -> Iterator[tuple[int, int, Any]]:
         """Run ``actor.method(*args)`` for each ``args`` of ``calls`` on whichever replica is free, at most
