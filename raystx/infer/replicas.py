@@ -56,12 +56,18 @@ class ModelReplica:
         self.shards: dict[str, Any] = {}
 
     def info(self) -> dict[str, Any]:
-        """What this replica runs with: ``threads`` (torch), ``pid``, ``load_s`` (model fetch + load seconds)."""
+        """What this replica runs with: ``threads`` (torch), ``pid``, ``load_s`` (model fetch + load seconds),
+        ``cpu_s`` (CPU seconds this process has used so far: with wall time, the CPU share it got)."""
         import os
 
         import torch
 
-        return {"threads": torch.get_num_threads(), "pid": os.getpid(), "load_s": self.load_s}
+        return {
+            "threads": torch.get_num_threads(),
+            "pid": os.getpid(),
+            "load_s": self.load_s,
+            "cpu_s": time.process_time(),
+        }
 
     def encode(self, texts: list[str], role: str, prompt: str | None, kwargs: dict[str, Any]) -> np.ndarray:
         """(len(texts), dim) float32 embeddings; ``role`` picks ``encode_query``/``encode_document``/``encode``."""
