@@ -1,4 +1,4 @@
-"""Distributed inference on Ray Data actor pools of model replicas: bulk encoding and hard-negative mining.
+"""Distributed inference on Ray actors holding model replicas: bulk encoding and hard-negative mining.
 
 ``mine_hard_negatives`` (also ``raystx.util.mine_hard_negatives``) is sentence-transformers' function with the
 encoding and the nearest-neighbour search spread over ``num_workers`` Ray actors. Importing this package does

@@ -1,9 +1,10 @@
 """``mine_hard_negatives``: sentence-transformers' hard-negative mining, with encoding and search on Ray.
 
-The driver validates the options and de-duplicates texts; a Ray Data actor pool of model replicas encodes the
-corpus (normalised, document prompt) into a dataset that is split straight into ``CorpusShard`` actors; the
-queries are encoded by the same kind of pool and streamed in blocks of ``faiss_batch_size`` through the
-sharded search (exact blocked matmul, or faiss ``IndexFlatIP`` per shard). The driver only ever holds
+The driver validates the options and de-duplicates texts; Ray actors holding model replicas
+(``raystx.infer.replicas``: started for the call, or a running pool from ``start_multi_process_pool``) encode the
+corpus (normalised, document prompt) in chunks, each keeping what it encoded as its corpus shard; the queries
+are encoded by the same replicas and streamed in blocks of ``faiss_batch_size`` through the sharded search
+(exact blocked matmul, or faiss ``IndexFlatIP`` per shard). The driver only ever holds
 ``(n_queries, range_max + max_positives)`` candidate ids and scores, then applies sentence-transformers' rules
 (``raystx.infer.select``) and builds the output columns (``raystx.infer.formats``).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
@@ -27,8 +29,9 @@ from raystx.infer.select import SelectionRules, select_negatives
 logger = logging.getLogger(__name__)
 
 LAST_TIMINGS: dict[str, float] = {}
-"""Seconds of the last call's phases (``encode``: corpus + queries to embeddings, actor start-up included;
-``search``: the query blocks through the shards), for benchmarks and logs."""
+"""Seconds of the last call's phases, for benchmarks and logs: ``start`` (replicas started and loaded for this
+call; 0 with a running pool or in-process), ``corpus`` (corpus encoded into shards), ``queries`` (queries
+encoded), ``search`` (query blocks through the shards, merge included), ``total`` (all of ``_search``)."""
 
 
 def _columns(dataset: Any, anchor: str | None, positive: str | None) -> tuple[str, str]:
@@ -68,6 +71,18 @@ def _check_prompt(model: Any, prompt_name: str | None, what: str) -> None:
         )
 
 
+def _check_pool(pool: Any) -> None:
+    from raystx.infer.model_pool import EncodePool
+
+    if not isinstance(pool, EncodePool):
+        raise TypeError(
+            "pool must be what model.start_multi_process_pool(...) returns (running replicas to reuse); got "
+            f"{type(pool).__name__}. To size a pool for this call only, pass num_workers=/scaling_config="
+        )
+    if pool.closed:
+        raise ValueError("this pool was stopped (stop_multi_process_pool); start a new one")
+
+
 def mine_hard_negatives(
     dataset: Any,
     model: Any,
@@ -105,12 +120,16 @@ def mine_hard_negatives(
     scaling_config: Any = None,
     seed: int | None = None,
     output_path: str | Path | None = None,
+    pool: Any = None,
 ) -> Any:
     """Add hard negatives to (anchor, positive) pairs; returns a ``datasets.Dataset``.
 
     Arguments and output formats are those of ``sentence_transformers.util.mine_hard_negatives`` (same rows, same
     order for the same model and data). raystx adds, keyword-only: ``num_workers`` model replicas on Ray
-    (``0``: encode and search in this process, no Ray; ``use_gpu``, ``cpus_per_worker`` = torch threads each; or a ``scaling_config`` with those fields), ``seed``
+    (``0``: encode and search in this process, no Ray; ``use_gpu``, ``cpus_per_worker`` = torch threads each; or a
+    ``scaling_config`` with those fields; started for this call and ended at return), or ``pool``: the running
+    replicas of ``model.start_multi_process_pool(...)``, reused across calls (no start-up; they encode the model
+    as it was when the pool started; ``num_workers`` and the other sizing arguments are then ignored), ``seed``
     for ``sampling_strategy="random"`` (default: Python's global ``random``, as sentence-transformers) and
     ``output_path`` (also write the result as Parquet there). ``use_multi_process`` is ignored (the Ray pool
     replaces it); ``cross_encoder`` and ``cache_folder`` are not supported.
@@ -179,8 +198,10 @@ def mine_hard_negatives(
             f"after skipping the first range_min={range_min} of range_max={range_max}; decrease num_negatives "
             "or range_min, or increase range_max"
         )
-    if scaling_config is not None:
-        pool: InferencePool | None = InferencePool.from_scaling_config(scaling_config)
+    if pool is not None:
+        _check_pool(pool)
+    elif scaling_config is not None:
+        pool = InferencePool.from_scaling_config(scaling_config)
     elif num_workers == 0:
         pool = None  # in this process, no Ray
     else:
@@ -236,23 +257,12 @@ def mine_hard_negatives(
     return result
 
 
-def _query_blocks_local(model: Any, queries: list[str], prompts: tuple, batch_size: int, block: int):
-    """(ids, embeddings) blocks of the queries, encoded in this process."""
-    query_prompt, query_prompt_name = prompts
-    for start in range(0, len(queries), block):
-        emb = model.encode_query(
-            queries[start : start + block], prompt=query_prompt, prompt_name=query_prompt_name,
-            batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
-        )  # fmt: skip
-        yield np.arange(start, start + len(emb), dtype=np.int64), emb
-
-
 def _search(
     model: Any,
     corpus: list[str],
     queries: list[str],
     positive_ids: list[list[int]],
-    pool: InferencePool | None,
+    pool: InferencePool | Any | None,
     k: int,
     batch_size: int,
     query_block: int,
@@ -262,64 +272,69 @@ def _search(
 ) -> tuple[torch.Tensor, torch.Tensor, list[list[float]]]:
     """Candidate (scores, ids), each (n_queries, k) sorted by score, and every query's positive scores.
 
-    ``pool=None`` runs in this process (no Ray); otherwise one Ray Data actor pool encodes corpus and queries,
-    ``pool.num_workers`` shard actors hold the corpus embeddings and the queries stream through them.
+    ``pool=None`` runs in this process (no Ray); an ``InferencePool`` starts that many model replicas for this
+    call (ended at return); an ``EncodePool`` (``start_multi_process_pool``) lends its running replicas. The
+    replicas encode the corpus and each keeps the shard it encoded; queries stream through them in blocks.
     """
-    import time
+    from raystx.infer.search import LocalSearch
 
-    from raystx.infer.search import LocalSearch, ShardedSearch
-
+    LAST_TIMINGS.clear()
     started = time.perf_counter()
     query_prompt, query_prompt_name, corpus_prompt, corpus_prompt_name = prompts
+    encode_kwargs = {"batch_size": batch_size, "normalize_embeddings": True}
+    replicas: Any = None
+    own_replicas = False
     if pool is None:
         emb = model.encode_document(
             corpus, prompt=corpus_prompt, prompt_name=corpus_prompt_name, batch_size=batch_size,
             normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=verbose,
         )  # fmt: skip
         search: Any = LocalSearch(np.arange(len(corpus)), emb, model.similarity_fn_name, use_faiss)
-        blocks: Any = _query_blocks_local(
-            model, queries, (query_prompt, query_prompt_name), batch_size, query_block
-        )
+
+        def encode_queries(texts: list[str]) -> np.ndarray:
+            return model.encode_query(
+                texts, prompt=query_prompt, prompt_name=query_prompt_name, convert_to_numpy=True,
+                show_progress_bar=False, **encode_kwargs,
+            )  # fmt: skip
+
+        LAST_TIMINGS["start"] = 0.0
     else:
-        import ray
+        from raystx.infer.replicas import ReplicaPool, ReplicaSearch
 
-        from raystx.infer.encode import encode_texts
-        from raystx.ray_init import ensure_ray
-
-        ensure_ray()
-        context = ray.data.DataContext.get_current()
-        progress, context.enable_progress_bars = context.enable_progress_bars, verbose
-        search = ShardedSearch(pool.num_workers, model.similarity_fn_name, pool.cpus_per_worker, use_faiss)
+        if isinstance(pool, InferencePool):
+            replicas, own_replicas = ReplicaPool(model, pool), True
+        else:
+            replicas = pool.replicas
         try:
-            corpus_ds, query_ds = encode_texts(
-                [("document", corpus), ("query", queries)],
-                ray.put(model),
-                pool,
-                prompts={
-                    "document": (corpus_prompt, corpus_prompt_name),
-                    "query": (query_prompt, query_prompt_name),
-                },
-                batch_size=batch_size,
-                normalize=True,
-            )
-            search.load(corpus_ds)
+            replicas.wait_ready()
+            LAST_TIMINGS["start"] = time.perf_counter() - started if own_replicas else 0.0
+            search = ReplicaSearch(replicas, model.similarity_fn_name, use_faiss)
+            search.load(
+                corpus, "document", corpus_prompt, {**encode_kwargs, "prompt_name": corpus_prompt_name},
+                progress="Encoding corpus" if verbose else None,
+            )  # fmt: skip
         except BaseException:
-            search.close()
+            if own_replicas:
+                replicas.close()
             raise
-        finally:
-            context.enable_progress_bars = progress
-        blocks = (
-            (np.asarray(b["id"], dtype=np.int64), b["embedding"])
-            for b in query_ds.iter_batches(batch_size=query_block, batch_format="numpy")
-        )
-    LAST_TIMINGS["encode"] = time.perf_counter() - started
-    started = time.perf_counter()
+
+        def encode_queries(texts: list[str]) -> np.ndarray:
+            return replicas.encode(
+                texts, "query", query_prompt, {**encode_kwargs, "prompt_name": query_prompt_name}
+            )
+
+    LAST_TIMINGS["corpus"] = time.perf_counter() - started - LAST_TIMINGS["start"]
     scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     ids = np.full((len(queries), k), -1, dtype=np.int64)
     pos_scores: list[list[float]] = [[] for _ in queries]
-    done = 0
+    LAST_TIMINGS["queries"] = LAST_TIMINGS["search"] = 0.0
     try:
-        for rows, embeddings in blocks:
+        for start in range(0, len(queries), query_block):
+            tick = time.perf_counter()
+            embeddings = encode_queries(queries[start : start + query_block])
+            rows = np.arange(start, start + len(embeddings), dtype=np.int64)
+            LAST_TIMINGS["queries"] += time.perf_counter() - tick
+            tick = time.perf_counter()
             pair_rows = np.array([r for r, q in enumerate(rows) for _ in positive_ids[q]], dtype=np.int64)
             pair_ids = np.array([p for q in rows for p in positive_ids[q]], dtype=np.int64)
             top_scores, top_ids, pair_scores = search.search(embeddings, k, pair_rows, pair_ids)
@@ -329,12 +344,17 @@ def _search(
                 n = len(positive_ids[q])
                 pos_scores[q] = [float(s) for s in pair_scores[offset : offset + n]]
                 offset += n
-            done += len(rows)
+            LAST_TIMINGS["search"] += time.perf_counter() - tick
             if verbose:
-                print(f"Searched {done}/{len(queries)} queries against {len(corpus)} passages", flush=True)
+                print(
+                    f"Searched {start + len(rows)}/{len(queries)} queries against {len(corpus)} passages",
+                    flush=True,
+                )
     finally:
         search.close()
-    LAST_TIMINGS["search"] = time.perf_counter() - started
+        if own_replicas:
+            replicas.close()
+    LAST_TIMINGS["total"] = time.perf_counter() - started
     return torch.from_numpy(scores), torch.from_numpy(ids), pos_scores
 
 

@@ -1,10 +1,11 @@
 """``model.encode(..., pool=...)``: a model's encode spread over a Ray Data actor pool of model replicas.
 
-``start_encode_pool(model, ...)`` (also ``SentenceTransformer.start_multi_process_pool``) snapshots the model
-into the Ray object store and says how many replicas to run; ``encode_on_pool`` runs one ``encode`` call's
-texts through a ``map_batches`` actor pool of that many replicas and puts the rows back in input order. Each
-call starts its replicas (Ray Data owns the actors), so a pool is cheap to keep and holds no processes;
-``stop_encode_pool`` drops the model snapshot.
+``start_encode_pool(model, ...)`` (also ``SentenceTransformer.start_multi_process_pool``) starts that many
+long-lived model replicas (``raystx.infer.replicas``: Ray actors that load a snapshot of the model once);
+``encode_on_pool`` sends one ``encode`` call's texts to them in chunks and puts the rows back in input order,
+and ``mine_hard_negatives(..., pool=...)`` reuses the same replicas, so the start-up (process, imports, model
+load: tens of seconds on a loaded CPU machine) is paid once per pool, not per call. ``stop_encode_pool`` ends
+the actors.
 
 What may be passed as ``pool=``: an ``EncodePool``, an ``InferencePool`` (sizing only: the model is put for
 that call), or a ``ray.train.ScalingConfig``. ``device=["cpu", "cpu"]`` (a list, as in sentence-transformers)
@@ -24,19 +25,27 @@ from raystx.infer.pool import InferencePool
 
 @dataclass
 class EncodePool:
-    """A model snapshot in the Ray object store (``model_ref``) and the replicas to encode it on."""
+    """Running model replicas (``replicas``, a ``raystx.infer.replicas.ReplicaPool``) sized by ``scaling``."""
 
     scaling: InferencePool
-    model_ref: Any = field(repr=False)
+    replicas: Any = field(default=None, repr=False)
     closed: bool = False
 
     @property
     def num_workers(self) -> int:
         return self.scaling.num_workers
 
+    def wait_ready(self) -> list[dict[str, Any]]:
+        """Block until every replica has loaded the model; their ``threads``, ``pid`` and ``load_s``."""
+        if self.replicas is None:
+            raise ValueError("this encode pool has no running replicas (it was stopped or never started)")
+        return self.replicas.wait_ready()
+
     def close(self) -> None:
-        """Drop the model snapshot; the pool cannot encode afterwards."""
-        self.model_ref = None
+        """End the replicas; the pool cannot encode afterwards."""
+        if self.replicas is not None:
+            self.replicas.close()
+        self.replicas = None
         self.closed = True
 
 
@@ -77,11 +86,9 @@ def start_encode_pool(
     cpus_per_worker: int = 1,
     scaling_config: Any = None,
 ) -> EncodePool:
-    """Put ``model`` (as it is now) in the object store and size the replicas: ``scaling_config``, else
-    ``num_workers``/``use_gpu``/``cpus_per_worker``, else ``target_devices`` (sentence-transformers' rule)."""
-    import ray
-
-    from raystx.ray_init import ensure_ray
+    """Start replicas of ``model`` (as it is now; they load it in the background) sized by ``scaling_config``,
+    else ``num_workers``/``use_gpu``/``cpus_per_worker``, else ``target_devices`` (sentence-transformers' rule)."""
+    from raystx.infer.replicas import ReplicaPool
 
     if scaling_config is not None:
         scaling = InferencePool.from_scaling_config(scaling_config)
@@ -89,12 +96,11 @@ def start_encode_pool(
         scaling = InferencePool(num_workers=num_workers, use_gpu=use_gpu, cpus_per_worker=cpus_per_worker)
     else:
         scaling = pool_from_devices(target_devices)
-    ensure_ray()
-    return EncodePool(scaling=scaling, model_ref=ray.put(model))
+    return EncodePool(scaling=scaling, replicas=ReplicaPool(model, scaling))
 
 
 def stop_encode_pool(pool: EncodePool) -> None:
-    """Release what ``start_encode_pool`` holds (the model snapshot)."""
+    """End the replicas ``start_encode_pool`` started."""
     if not isinstance(pool, EncodePool):
         raise TypeError(
             f"stop_multi_process_pool expects the pool start_multi_process_pool returned, got {pool!r}"
@@ -135,23 +141,15 @@ def encode_on_pool(
 ) -> np.ndarray:
     """The (len(texts), dim) float32 embeddings of ``texts`` in input order, encoded by ``pool``'s replicas
     with ``encode(prompt=prompt, ...)``; ``chunk_size`` texts go to a replica at a time."""
-    from raystx.infer.encode import encode_texts, gather_embeddings
-
     if chunk_size is not None and chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     if not texts:
         return np.empty((0, 0), dtype=np.float32)
-    encode_kwargs: dict[str, Any] = {"truncate_dim": truncate_dim}
+    kwargs: dict[str, Any] = {
+        "batch_size": batch_size,
+        "normalize_embeddings": normalize,
+        "truncate_dim": truncate_dim,
+    }
     if task is not None:
-        encode_kwargs["task"] = task
-    (encoded,) = encode_texts(
-        [("plain", [str(t) for t in texts])],
-        pool.model_ref,
-        pool.scaling,
-        prompts={"plain": (prompt, None)},
-        batch_size=batch_size,
-        normalize=normalize,
-        encode_kwargs=encode_kwargs,
-        rows_per_block=chunk_size,
-    )
-    return gather_embeddings(encoded, len(texts))
+        kwargs["task"] = task
+    return pool.replicas.encode(texts, "plain", prompt, kwargs, chunk_size=chunk_size)

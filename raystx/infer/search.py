@@ -1,9 +1,9 @@
 """Exact (or faiss) top-k search over a corpus whose embeddings are sharded across Ray actors.
 
-Each ``CorpusShard`` actor reads its part of the corpus-embedding dataset (one ``streaming_split`` iterator)
-and keeps it; ``ShardedSearch.search(query_block, k, ...)`` sends one block of query embeddings to every
-shard, each returns its local top ``k`` (blocked matmul, so at most ``query rows x chunk rows`` scores exist at
-a time), and the driver merges them into the global top ``k``. Only ``(query rows, k)`` results ever reach the
+Each model replica (``raystx.infer.replicas``) keeps the corpus rows it encoded as a ``CorpusShard``;
+``ReplicaSearch.search(query_block, k, ...)`` sends one block of query embeddings to every shard, each returns
+its local top ``k`` (blocked matmul, so at most ``query rows x chunk rows`` scores exist at a time), and the
+driver merges them (``merge_parts``) into the global top ``k``. Only ``(query rows, k)`` results ever reach the
 driver. Ties are ordered by corpus id (lower first), whatever the number of shards.
 """
 
@@ -142,37 +142,3 @@ class LocalSearch:
 
     def close(self) -> None:
         pass
-
-
-class ShardedSearch:
-    """``num_shards`` ``CorpusShard`` actors. Create it first (the actors start while the corpus is encoded),
-    then ``load`` a materialized corpus-embedding dataset (``id``, ``embedding``): each actor reads one split."""
-
-    def __init__(self, num_shards: int, similarity: str, threads: int, use_faiss: bool) -> None:
-        import ray
-
-        actor = ray.remote(num_cpus=0)(CorpusShard)
-        self.shards = [actor.remote(similarity, threads, use_faiss) for _ in range(num_shards)]
-        self.sizes: list[int] = []
-
-    def load(self, corpus_embeddings: Any) -> None:
-        import ray
-
-        splits = corpus_embeddings.split(len(self.shards))
-        self.sizes = ray.get([s.load.remote(part) for s, part in zip(self.shards, splits)])
-
-    def search(
-        self, queries: np.ndarray, k: int, pair_rows: np.ndarray, pair_ids: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Global top ``k`` (scores, ids) of each query row, and the score of every (row, corpus id) pair."""
-        import ray
-
-        block = ray.put(np.ascontiguousarray(queries, dtype=np.float32))
-        parts = ray.get([s.search.remote(block, k, pair_rows, pair_ids) for s in self.shards])
-        return merge_parts(parts, k, len(pair_ids))
-
-    def close(self) -> None:
-        import ray
-
-        for shard in self.shards:
-            ray.kill(shard)

@@ -391,6 +391,8 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
             )
         if not all(isinstance(t, str) for t in texts):
             raise ValueError("encode(pool=...) takes texts (str) only; encode other inputs with pool=None")
+        if chunk_size is not None and chunk_size <= 0:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
         encode_pool = resolve_pool(self, pool, device)
         try:
             emb = encode_on_pool(
@@ -407,7 +409,8 @@ class SentenceTransformer(PeftAdapterMixin, nn.Sequential):
     def start_multi_process_pool(self, target_devices: list[str] | None = None, **scaling: Any) -> Any:
         """A Ray encode pool for ``encode(..., pool=...)``: one model replica per entry of ``target_devices``
         (default: one per cluster GPU, else 4 CPU replicas), or ``num_workers``/``use_gpu``/
-        ``cpus_per_worker``/``scaling_config`` keywords. The model is snapshotted now."""
+        ``cpus_per_worker``/``scaling_config`` keywords. The model is snapshotted now and the replicas start
+        loading it (``pool.wait_ready()`` blocks until they have); ``mine_hard_negatives(pool=...)`` reuses them."""
         from raystx.infer.model_pool import start_encode_pool
 
         return start_encode_pool(self, target_devices, **scaling)

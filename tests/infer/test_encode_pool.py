@@ -63,7 +63,7 @@ def test_pool_rejects_what_it_cannot_encode_before_starting_actors(model):
     with pytest.raises(TypeError, match="start_multi_process_pool"):
         model.encode(["a b"], pool={"processes": []})
     with pytest.raises(ValueError, match="chunk_size"):
-        model.encode(["a b"], pool=EncodePool(InferencePool(), model_ref=None), chunk_size=0)
+        model.encode(["a b"], pool=EncodePool(InferencePool()), chunk_size=0)
 
 
 def test_target_devices_size_the_pool():

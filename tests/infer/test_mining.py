@@ -224,3 +224,35 @@ def test_ray_every_format(ray_session, models, data, output_format: str, tmp_pat
     )
     assert_same(ours, oracle(data, models[1], **kwargs))
     assert_same(Dataset.from_parquet(str(out)), ours)
+
+
+def test_running_pool_is_reused_and_equals_a_fresh_call(ray_session, models, data) -> None:
+    """``pool=`` (from ``start_multi_process_pool``) mines the rows a call with its own replicas mines, on the
+    same actors each time (no start-up), and one replica per CPU runs one torch thread."""
+    from raystx.infer import mining
+
+    fresh = mine_hard_negatives(
+        data[0], models[0], corpus=data[1], num_workers=2, verbose=False, **RAY_OPTIONS
+    )
+    assert mining.LAST_TIMINGS["start"] > 0
+    pool = models[0].start_multi_process_pool(num_workers=2, cpus_per_worker=1)
+    try:
+        infos = pool.wait_ready()
+        assert [i["threads"] for i in infos] == [1, 1] and len({i["pid"] for i in infos}) == 2
+        for _ in range(2):
+            reused = mine_hard_negatives(
+                data[0], models[0], corpus=data[1], pool=pool, verbose=False, **RAY_OPTIONS
+            )
+            assert mining.LAST_TIMINGS["start"] == 0.0
+            assert reused.to_dict() == fresh.to_dict()
+        assert [i["pid"] for i in pool.wait_ready()] == [i["pid"] for i in infos]  # the same processes
+        # the pool still encodes plain texts between mining calls
+        np.testing.assert_allclose(
+            models[0].encode(data[1][:20], pool=pool), models[0].encode(data[1][:20]), rtol=0, atol=1e-6
+        )
+    finally:
+        models[0].stop_multi_process_pool(pool)
+    with pytest.raises(ValueError, match="was stopped"):
+        mine_hard_negatives(data[0], models[0], corpus=data[1], pool=pool, verbose=False)
+    with pytest.raises(TypeError, match="start_multi_process_pool"):
+        mine_hard_negatives(data[0], models[0], corpus=data[1], pool=object(), verbose=False)
