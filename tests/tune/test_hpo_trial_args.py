@@ -121,7 +121,9 @@ def test_search_without_evaluator_minimizes_the_eval_loss_of_the_eval_dataset(
     objective = captured["objective"]
     assert objective.metrics == ("eval_loss",) and objective.modes == ("min",)
     trial_trainer = captured["factory"]({"learning_rate": 1e-4}, {"learning_rate": 1e-4})
-    assert trial_trainer.eval_dataset["anchor"] == _data()["anchor"]  # one dataset stays one: eval_loss
+    staged = trial_trainer.eval_dataset  # the prepared source, shipped as is (no worker-side copy per trial)
+    assert not isinstance(staged, dict)  # one dataset stays one: eval_loss, not eval_<name>_loss
+    assert staged.take(range(staged.num_rows))["anchor"] == _data()["anchor"]
 
     trainer.eval_dataset = {"a": _data(), "b": _data()}
     with pytest.raises(ValueError, match="pass compute_objective"):
