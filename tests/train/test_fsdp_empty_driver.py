@@ -121,6 +121,7 @@ def test_the_resume_check_compares_an_empty_model_through_its_directory(tmp_path
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # CI keeps one 2-worker run of the weightless FSDP payload (test_fsdp_ship_ray.py)
 def test_a_config_run_with_fsdp_trains_from_an_empty_driver_model(ray_session, tmp_path, st_dir, monkeypatch):
     from raystx.train import trainer as trainer_module
     from raystx.train.build import build_model, build_trainer

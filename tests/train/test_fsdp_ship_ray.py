@@ -103,6 +103,7 @@ def test_a_loaded_model_reaches_fsdp_workers_without_its_weights_and_trains_the_
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
 
 
+@pytest.mark.slow  # the weightless-payload run above stays in CI; this fallback is unit-tested in test_weights_origin
 def test_a_model_changed_after_loading_ships_in_full_and_trains_right(
     ray_session, st_dir, data, tmp_path, monkeypatch
 ):

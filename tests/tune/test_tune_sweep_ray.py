@@ -37,6 +37,9 @@ def test_cli_loss_x_lr_sweep_with_asha_stops_trials_frees_groups_and_exports_a_r
     ray = ray_session
     before = set(ray.util.placement_group_table())
     raw = sweep_config(tmp_path, tiny_bert_dir)
+    # Two losses with different data (pairs, scored pairs) x two learning rates keep the sweep's cost in CI at 4
+    # trials; the cached loss is swept by the slow tests that use sweep_config as is.
+    del raw["search"]["loss"]["grid"]["cmnrl"]
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
 
@@ -45,9 +48,9 @@ def test_cli_loss_x_lr_sweep_with_asha_stops_trials_frees_groups_and_exports_a_r
     assert outcome.exit_code == 0, outcome.output
     experiment = tmp_path / "sweeps" / "losses"
     rows = json.loads((experiment / "trials.json").read_text())
-    assert len(rows) == 6
+    assert len(rows) == 4
     combos = {(r["params"]["loss"], r["params"]["args.learning_rate"]) for r in rows}
-    assert combos == {(loss, lr) for loss in ("mnrl", "cmnrl", "cosent") for lr in (1e-5, 5e-3)}
+    assert combos == {(loss, lr) for loss in ("mnrl", "cosent") for lr in (1e-5, 5e-3)}
     statuses = [r["status"] for r in rows]
     assert set(statuses) <= {COMPLETED, STOPPED}
     assert statuses.count(STOPPED) >= 1, statuses  # ASHA (grace period 1, 8 evaluations) stopped some
