@@ -27,6 +27,7 @@ from raystx.data.readers import (
     _open_input,
     _read_failure,
     _read_ipc_stream,
+    describe_files,
     detect_format,
     expand_paths,
     read_csv_header,
@@ -205,9 +206,7 @@ def scan_source(
         rows = min(rows, transform.limit)
     columns = list(schema.names)
     inputs, label = resolve_columns(name, columns, select)
-    origin = f"{fmt} file{'s' if len(files) > 1 else ''} {files[0]!r}" + (
-        f" and {len(files) - 1} more" if len(files) > 1 else ""
-    )
+    origin = describe_files(fmt, files)
     return LocalSource(
         name=name,
         input_columns=inputs,

@@ -129,6 +129,12 @@ def expand_paths(name: str, spec: str | os.PathLike | Sequence[str | os.PathLike
     return files
 
 
+def describe_files(fmt: str, files: Sequence[str]) -> str:
+    """``"csv file 'a.csv'"`` / ``"parquet files 'a.parquet' and 2 more"``: where a source came from, for messages."""
+    more = f" and {len(files) - 1} more" if len(files) > 1 else ""
+    return f"{fmt} file{'s' if len(files) > 1 else ''} {files[0]!r}{more}"
+
+
 def detect_format(name: str, files: Sequence[str]) -> str:
     """The one format shared by ``files``, from their extensions; ``DatasetReadError`` otherwise."""
     formats: dict[str, str] = {}

@@ -53,6 +53,7 @@ from raystx.data.names import split_label_column
 from raystx.data.pairing import pairing_problems, unpaired
 from raystx.data.readers import (
     _cache_dir,
+    describe_files,
     detect_format,
     expand_paths,
     is_path_spec,
@@ -239,9 +240,7 @@ def _prepare_one(
         if fmt == "parquet":
             return _parquet_in_place(name, files, select)
         ray_dataset, known_columns = read_files(name, files, fmt)
-        origin = f"{fmt} file{'s' if len(files) > 1 else ''} {files[0]!r}" + (
-            f" and {len(files) - 1} more" if len(files) > 1 else ""
-        )
+        origin = describe_files(fmt, files)
     else:
         raise DatasetValidationError(
             f"dataset {name!r} has an unsupported type {type(item).__module__}.{type(item).__name__}; give a "
@@ -284,9 +283,7 @@ def _parquet_in_place(name: str, files: list[str], select: list[str] | None) -> 
     schema, shard_rows, groups_per_file = parquet_in_place(name, files)
     columns = list(schema.names)
     inputs, label = resolve_columns(name, columns, select)
-    origin = f"parquet file{'s' if len(files) > 1 else ''} {files[0]!r}" + (
-        f" and {len(files) - 1} more" if len(files) > 1 else ""
-    )
+    origin = describe_files("parquet", files)
     return TrainingSource(
         name=name,
         input_columns=inputs,
