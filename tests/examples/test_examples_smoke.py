@@ -129,6 +129,7 @@ def test_semantic_search_matches_brute_force_with_the_oracle_model(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ on Ray
 @pytest.mark.ray
+@pytest.mark.slow  # CI budget: triplet data + MNRL: the multi-dataset example trains the same NLI triplets in CI
 def test_train_triplets(ray_session, tmp_path):
     import _common
 
@@ -144,6 +145,7 @@ def test_train_triplets(ray_session, tmp_path):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # CI budget: CoSENT on scored pairs: the multi-dataset example trains the same STS pairs in CI
 def test_train_cosent_sts(ray_session, tmp_path):
     import _common
 
@@ -179,6 +181,7 @@ def test_train_multi_dataset(ray_session, tmp_path):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # CI budget: MatryoshkaLoss trains on 2 workers in tests/losses/test_losses_train_ray.py in CI
 def test_train_matryoshka(ray_session, tmp_path):
     import _common
 

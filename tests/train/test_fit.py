@@ -249,6 +249,7 @@ def test_fit_rejects_what_it_cannot_honour(tiny_bert_dir):
 
 # ------------------------------------------------------------------------------------------------ v2 script on Ray
 @pytest.mark.ray
+@pytest.mark.slow  # CI budget: the fit() API on 2 Ray workers runs in CI as examples/fit_api.py (tests/examples)
 def test_v2_fit_script_runs_on_two_ray_workers(ray_session, tiny_bert_dir, tmp_path):
     from ray.train import ScalingConfig
 
