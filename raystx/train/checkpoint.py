@@ -118,17 +118,20 @@ def write_checkpoint(
     ``ReplicatedWeights``) writes the model and optimizer; every rank must call this. A failed write (a full disk, ...) raises ``OSError``
     naming the checkpoint folder and the cause.
     """
+    from raystx.quiet import no_weight_bars
+
     try:
-        _write_checkpoint(
-            directory,
-            rank=rank,
-            model=model,
-            losses=losses,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            trainer_state=trainer_state,
-            weights=weights or ReplicatedWeights(model),
-        )
+        with no_weight_bars():  # a checkpoint is not something to draw a bar for on every save
+            _write_checkpoint(
+                directory,
+                rank=rank,
+                model=model,
+                losses=losses,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                trainer_state=trainer_state,
+                weights=weights or ReplicatedWeights(model),
+            )
     except (OSError, RuntimeError) as exc:
         import errno
 
@@ -279,8 +282,11 @@ def load_model_weights(model: nn.Module, model_dir: str | os.PathLike) -> None:
     except (OSError, ValueError) as exc:
         raise _load_error(Path(model_dir), exc) from exc
 
+    from raystx.quiet import no_weight_bars
+
     try:
-        loaded = SentenceTransformer(str(model_dir), device="cpu")
+        with no_weight_bars():  # weights coming back from a checkpoint, not a model the user is loading
+            loaded = SentenceTransformer(str(model_dir), device="cpu")
     except Exception as exc:  # noqa: BLE001 - name the damaged file instead of the loader's internals
         raise _load_error(Path(model_dir), exc) from exc
     # a driver model built without weights (``empty_weights()``, FSDP) gets the loaded tensors themselves
