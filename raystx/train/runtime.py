@@ -54,7 +54,7 @@ class Runtime:
         return root
 
     def _make_scratch(self) -> Path:
-        return Path(tempfile.mkdtemp(prefix="raystx-run-"))
+        return owned_temp_dir("local")
 
     def checkpoint_dir(self) -> Path:
         """A new empty folder under ``scratch_root()`` for one checkpoint of this rank."""
