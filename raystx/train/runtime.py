@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from raystx.train.scratch import owned_temp_dir, remove_abandoned
+from raystx.train.scratch import OWNER_FILE, owned_temp_dir, remove_abandoned
 
 
 class Runtime:
@@ -60,6 +60,14 @@ class Runtime:
         """A new empty folder under ``scratch_root()`` for one checkpoint of this rank."""
         return Path(tempfile.mkdtemp(prefix=f"checkpoint-{self.rank}-", dir=self.scratch_root()))
 
+    def discard(self, checkpoint_dir: Path) -> None:
+        """Remove a persisted ``checkpoint_dir``, and the scratch folder too once it holds nothing else (so a
+        loop run without ``close()``, as some tests do, leaves no empty folder)."""
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        root = self._scratch
+        if root is not None and root.is_dir() and {p.name for p in root.iterdir()} <= {OWNER_FILE}:
+            self.close()
+
     def close(self) -> None:
         root = self._scratch
         if root is not None:
@@ -84,9 +92,7 @@ class LocalRuntime(Runtime):
                 shutil.rmtree(target)
             shutil.copytree(checkpoint_dir, target)
             self.checkpoints.append(target)
-            shutil.rmtree(
-                checkpoint_dir, ignore_errors=True
-            )  # the loop's temporary copy (as RayRuntime does)
+            self.discard(checkpoint_dir)  # the loop's temporary copy (as RayRuntime does)
 
     def latest_checkpoint(self) -> Path | None:
         return self.checkpoints[-1] if self.checkpoints else None

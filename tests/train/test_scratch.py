@@ -92,9 +92,7 @@ class _FailingReport(LocalRuntime):
         super().report(metrics, checkpoint_dir, checkpoint_name)
 
 
-def test_a_checkpoint_copy_is_removed_when_the_run_fails_before_persisting_it(
-    tmp_path, tiny_bert_dir, monkeypatch
-):
+def _payload(tmp_path: Path, model_dir: Path):
     import datasets
     from conftest import make_sentences
 
@@ -102,13 +100,11 @@ def test_a_checkpoint_copy_is_removed_when_the_run_fails_before_persisting_it(
     from raystx.losses import MultipleNegativesRankingLoss
     from raystx.models import SentenceTransformer
     from raystx.train.args import SentenceTransformerTrainingArguments
-    from raystx.train.worker import WorkerPayload, train_worker
+    from raystx.train.worker import WorkerPayload
 
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    model = SentenceTransformer(str(tiny_bert_dir))
+    model = SentenceTransformer(str(model_dir))
     data = datasets.Dataset.from_dict({"anchor": make_sentences(16, 1), "positive": make_sentences(16, 2)})
-    payload = WorkerPayload(
+    return WorkerPayload(
         model=model,
         losses={"train": MultipleNegativesRankingLoss(model)},
         args=SentenceTransformerTrainingArguments(
@@ -118,10 +114,33 @@ def test_a_checkpoint_copy_is_removed_when_the_run_fails_before_persisting_it(
         label_kinds={"train": "none"},
         run_dir=str(tmp_path / "out"),
     )
+
+
+def test_a_checkpoint_copy_is_removed_when_the_run_fails_before_persisting_it(
+    tmp_path, tiny_bert_dir, monkeypatch
+):
+    from raystx.train.worker import train_worker
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    payload = _payload(tmp_path, tiny_bert_dir)
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     with pytest.raises(OSError, match="storage unavailable"):
         train_worker(payload, _FailingReport(tmp_path / "out"))
     assert list(temp.iterdir()) == []  # the step-1 checkpoint copy went with the runtime's scratch
+
+
+def test_a_loop_run_without_close_leaves_no_empty_scratch(tmp_path, tiny_bert_dir, monkeypatch):
+    from raystx.train.worker import build_loop
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    payload = _payload(tmp_path, tiny_bert_dir)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    runtime = LocalRuntime(tmp_path / "out")
+    assert build_loop(payload, runtime).run()["global_step"] == 2
+    assert [p.name for p in runtime.checkpoints] == ["checkpoint-1", "checkpoint-2"]
+    assert list(temp.iterdir()) == []
 
 
 def test_runtime_checkpoint_dirs_live_under_its_scratch_and_go_with_close(tmp_path, monkeypatch):
