@@ -28,8 +28,8 @@ _NAME = re.compile(r"^raystx-[a-z]+-(\d+)-[^/]+$")
 
 
 def _process_start(pid: int) -> str | None:
-    """None when no process ``pid`` runs; else its start time in clock ticks since boot (``/proc/<pid>/stat``),
-    or ``""`` where that cannot be read (another OS): the process runs, its start is unknown."""
+    """None when no process ``pid`` runs (or only its zombie); else its start time in clock ticks since boot
+    (``/proc/<pid>/stat``), or ``""`` where that cannot be read (another OS): it runs, its start is unknown."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -41,6 +41,8 @@ def _process_start(pid: int) -> str | None:
     except OSError:
         return ""
     fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state is field 3, starttime 22
+    if fields and fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent
+        return None
     return fields[19] if len(fields) > 19 else ""
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -68,10 +69,14 @@ def test_live_other_hosts_ownerless_and_foreign_folders_are_kept(tmp_path):
         foreign.mkdir()
         assert scratch.remove_abandoned(tmp_path) == [reused]
         assert live.is_dir() and other_host.is_dir() and ownerless.is_dir() and foreign.is_dir()
+        sleeper.kill()
+        deadline = time.monotonic() + 10  # killed, not reaped yet (a zombie): that counts as gone
+        while scratch._process_start(sleeper.pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert scratch.remove_abandoned(tmp_path) == [live]
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert scratch.remove_abandoned(tmp_path) == [live]  # now its process is gone
 
 
 def test_remove_run_folders_takes_only_the_runs_folders(tmp_path):
