@@ -14,6 +14,7 @@ also written to ``output_dir`` as ``metrics.json`` and ``metrics.md``.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -101,16 +102,29 @@ def _worker(config: dict[str, Any]) -> None:
 
 
 def _on_ray(config: EvalJobConfig, model: Any, evaluators: list[Any]) -> tuple[list[dict[str, Any]], float]:
+    """The evaluation on Ray; a storage folder raystx made for it is removed afterwards, however it ended."""
+    from raystx.ray_init import ensure_ray
+
+    ensure_ray()
+    storage = config.storage_path or tempfile.mkdtemp(prefix="raystx-evaluate-")
+    try:
+        return _fit_on_ray(config, model, evaluators, storage)
+    finally:
+        if config.storage_path is None:  # raystx's own: Ray Train's bookkeeping of this evaluation only
+            shutil.rmtree(storage, ignore_errors=True)
+
+
+def _fit_on_ray(
+    config: EvalJobConfig, model: Any, evaluators: list[Any], storage: str
+) -> tuple[list[dict[str, Any]], float]:
+    """Every evaluator on ``config.scaling`` Ray Train workers, Ray Train's run folder under ``storage``."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from raystx.ray_init import ensure_ray
     from raystx.train.driver import ray_train_logging, train_environment, unwrap_worker_error
 
-    ensure_ray()
     scaling = config.scaling
-    storage = config.storage_path or tempfile.mkdtemp(prefix="raystx-evaluate-")
     box = ray.remote(num_cpus=0)(ResultBox).remote()
     trainer = TorchTrainer(
         _worker,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ class TrainOutput:
     metrics: dict[str, Any]
     checkpoint_path: str | None
     log_history: list[dict[str, Any]]
+    # the world size of the final checkpoint (an elastic run may end smaller than it started)
+    world_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def _ray_train_fn(config: dict[str, Any]) -> None:
     payload = config["payload"]
     if not isinstance(payload, WorkerPayload):  # an object-store reference (see ``launch``)
         payload = ray.get(payload[0])
-    train_worker(payload, RayRuntime())
+    train_worker(payload, RayRuntime(run=payload.scratch_tag))
 
 
 def ray_train_logging() -> Any:
@@ -128,11 +131,14 @@ def launch(
     """Run the workers to the end; returns Ray Train's ``Result``. A worker's own exception is re-raised.
 
     SIGTERM/SIGINT stop the workers and raise ``raystx.train.signals.RunInterrupted``; workers that have not
-    started after ``max_pending_s`` seconds raise ``raystx.train.pending.WorkersPendingError``."""
+    started after ``max_pending_s`` seconds raise ``raystx.train.pending.WorkersPendingError``. When the run
+    ends, however it ends, the workers' temporary folders on this node are gone (``raystx.train.scratch``)."""
+    import uuid
+
     import ray
 
     from raystx.train.pending import PendingWatchdog
-    from raystx.train.signals import StoppableTorchTrainer, interrupt_handlers
+    from raystx.train.scratch import remove_abandoned, remove_run_folders
 
     progress = None
     if show_progress:
@@ -150,8 +156,27 @@ def launch(
         user_env,
         dict(ray.get_runtime_context().runtime_env),
     )
+    payload.scratch_tag = uuid.uuid4().hex
+    remove_abandoned()  # what killed drivers and workers left on this node earlier
     watchdog = PendingWatchdog(max_pending_s, scaling_config)
     run_config.callbacks = [*(run_config.callbacks or []), watchdog.callback]
+    try:
+        return _fit(payload, scaling_config, run_config, watchdog)
+    finally:
+        watchdog.stop()
+        remove_run_folders(payload.scratch_tag)  # workers killed by Ray (a peer failed, the run was stopped)
+        run_config.callbacks = [c for c in run_config.callbacks if c is not watchdog.callback]
+        run_config.worker_runtime_env = user_env
+        if progress is not None:
+            progress.close()
+
+
+def _fit(payload: WorkerPayload, scaling_config: Any, run_config: Any, watchdog: Any) -> Any:
+    """``TorchTrainer.fit`` with raystx's signal handling; errors as ``launch`` describes them."""
+    import ray
+
+    from raystx.train.signals import StoppableTorchTrainer, interrupt_handlers
+
     # The payload (model, losses, data sources) goes to the object store once; the Train controller only
     # sees a reference, so it neither imports torch nor rebuilds the model, and each worker fetches it.
     trainer = StoppableTorchTrainer(
@@ -173,12 +198,6 @@ def launch(
         if watchdog.timed_out:
             raise watchdog.error() from None
         raise unwrap_worker_error(exc) from exc
-    finally:
-        watchdog.stop()
-        run_config.callbacks = [c for c in run_config.callbacks if c is not watchdog.callback]
-        run_config.worker_runtime_env = user_env
-        if progress is not None:
-            progress.close()
 
 
 def collect(result: Any, model: nn.Module, losses: dict[str, nn.Module], best: BestCheckpoint) -> TrainOutput:
@@ -191,28 +210,41 @@ def collect(result: Any, model: nn.Module, losses: dict[str, nn.Module], best: B
         chosen = result.get_best_checkpoint(metric=best.metric, mode=best.mode) or final
     if chosen is None:
         return TrainOutput(0, None, dict(result.metrics or {}), None, [])
-    path = _local_path(chosen)
-    state = read_trainer_state(path)
-    _load_weights(path, model, losses)
-    if final is not None and final.path != chosen.path:  # the final checkpoint's history is the whole run's
-        state = read_trainer_state(_local_path(final))
+    with tempfile.TemporaryDirectory(prefix="raystx-collect-") as downloads:  # remote checkpoints only
+        path = _local_path(chosen, downloads)
+        state = read_trainer_state(path)
+        _load_weights(path, model, losses)
+        if final is not None and final.path != chosen.path:  # the final checkpoint's history is the whole run's
+            state = read_trainer_state(_local_path(final, downloads))
     history = state.log_history
     losses_logged = [h["loss"] for h in history if "loss" in h]
     return TrainOutput(
         global_step=state.global_step,
         training_loss=(sum(losses_logged) / len(losses_logged)) if losses_logged else None,
         metrics=dict(result.metrics or {}),
-        checkpoint_path=str(path),
+        checkpoint_path=_location(chosen),
         log_history=history,
+        world_size=state.world_size,
     )
 
 
-def _local_path(checkpoint: Any) -> str:
-    """A local folder with the checkpoint (a remote one is downloaded once)."""
+def _is_remote(checkpoint: Any) -> bool:
     filesystem = getattr(checkpoint, "filesystem", None)
-    if filesystem is not None and filesystem.type_name != "local":
-        return checkpoint.to_directory()
+    return filesystem is not None and filesystem.type_name != "local"
+
+
+def _local_path(checkpoint: Any, downloads: str) -> str:
+    """A local folder with the checkpoint: its own, or a download into a new folder under ``downloads``."""
+    if _is_remote(checkpoint):
+        return checkpoint.to_directory(tempfile.mkdtemp(dir=downloads))
     return checkpoint.path
+
+
+def _location(checkpoint: Any) -> str:
+    """Where the checkpoint is: a local path, or a URI such as ``s3://bucket/runs/x/checkpoint-4``."""
+    if _is_remote(checkpoint):
+        return f"{checkpoint.filesystem.type_name}://{str(checkpoint.path).lstrip('/')}"
+    return str(checkpoint.path)
 
 
 def _load_weights(path: str, model: nn.Module, losses: dict[str, nn.Module]) -> None:

@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from torch import nn
 from raystx.data.input_example import examples_to_columns
 from raystx.train.args import BatchSamplers, MultiDatasetBatchSamplers, SentenceTransformerTrainingArguments
 from raystx.train.callbacks import TrainerCallback, TrainerState
+from raystx.train.scratch import owned_temp_dir
 
 if TYPE_CHECKING:
     from raystx.evaluation.protocol import Evaluator
@@ -119,6 +121,7 @@ class FitPlan:
     args: SentenceTransformerTrainingArguments
     callbacks: list[TrainerCallback] = field(default_factory=list)
     resume_from_checkpoint: str | None = None
+    # set when no checkpoint_path was given: ``fit`` then trains in a temporary folder of its own, removed after
     temporary_output_dir: str | None = None
 
 
@@ -306,8 +309,8 @@ def prepare_fit(
     max_steps = _max_steps(steps_per_epoch, epochs)
 
     temporary = None
-    if checkpoint_path is None:
-        temporary = tempfile.mkdtemp(prefix="raystx-fit-")
+    if checkpoint_path is None:  # a name only: ``fit`` makes its own folder for the run and removes it after
+        temporary = os.path.join(tempfile.gettempdir(), f"raystx-fit-{uuid.uuid4().hex}")
     output_dir = os.path.abspath(checkpoint_path) if checkpoint_path else temporary
     fp16, bf16 = _amp_flags(use_amp, use_gpu)
     eval_strategy = "no"
@@ -414,6 +417,9 @@ def fit(
         resume_from_checkpoint=resume_from_checkpoint,
         use_gpu=bool(getattr(scaling_config, "use_gpu", False)),
     )
+    if plan.temporary_output_dir is not None:  # made now, owned by this process: swept later if it is killed
+        owned = owned_temp_dir("fit")
+        plan.args.output_dir, plan.temporary_output_dir = str(owned / "run"), str(owned)
     try:
         trainer = SentenceTransformerTrainer(
             model=model,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -399,8 +398,9 @@ class TrainLoop:
             self.state.best_metric = value
 
     def save(self, metrics: dict[str, Any]) -> Path:
-        """Write this rank's share of a checkpoint to a temporary folder (the runtime persists it)."""
-        directory = Path(tempfile.mkdtemp(prefix=f"raystx-ckpt-{self.rt.rank}-"))
+        """Write this rank's share of a checkpoint to a temporary folder (the runtime persists and removes it;
+        ``Runtime.close`` removes it if the run ends before)."""
+        directory = self.rt.checkpoint_dir()
         position, row_sets = self.cursor.position()
         if row_sets and self.rt.rank == 0:  # before write_checkpoint, so its manifest covers the file
             np.savez_compressed(directory / DATA_POSITION_FILE, **row_sets)

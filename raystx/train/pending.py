@@ -18,13 +18,15 @@ concurrency ``raystx tune`` already caps at what fits).
 from __future__ import annotations
 
 import logging
-import tempfile
+import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from ray.train.v2._internal.execution.callback import WorkerGroupCallback
+
+from raystx.train.scratch import owned_temp_dir
 
 logger = logging.getLogger("raystx.train")
 
@@ -64,13 +66,14 @@ class WorkersPendingError(TimeoutError):
 
 
 class StartedMarker(WorkerGroupCallback):
-    """Controller callback: create ``path`` once the worker group has started."""
+    """Controller callback: create ``path`` once the worker group has started (nothing when ``path`` is None)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str | None) -> None:
         self.path = path
 
     def after_worker_group_start(self, worker_group: Any) -> None:
-        Path(self.path).touch()
+        if self.path is not None:
+            Path(self.path).touch()
 
 
 class PendingWatchdog:
@@ -79,7 +82,10 @@ class PendingWatchdog:
     def __init__(self, max_pending_s: float | None, scaling: Any) -> None:
         self.max_pending_s = max_pending_s
         self.scaling = scaling
-        self.marker = str(Path(tempfile.mkdtemp(prefix="raystx-started-")) / "started")
+        # The marker's folder exists only while a bounded wait is watched; a killed driver's is removed by a later
+        # run on this machine (``raystx.train.scratch.remove_abandoned``).
+        self._folder = owned_temp_dir("started") if max_pending_s is not None else None
+        self.marker = str(self._folder / "started") if self._folder is not None else None
         self.callback = StartedMarker(self.marker)
         self.timed_out = False
         self._done = threading.Event()
@@ -88,7 +94,7 @@ class PendingWatchdog:
 
     def start(self, controller: Any) -> None:
         """Begin watching ``controller`` (called once the controller actor exists)."""
-        if self.max_pending_s is None or self._thread is not None:
+        if self.marker is None or self._thread is not None:
             return
         self._thread = threading.Thread(
             target=self._watch, args=(controller,), name="raystx-pending-watchdog", daemon=True
@@ -121,8 +127,8 @@ class PendingWatchdog:
         self._done.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        Path(self.marker).unlink(missing_ok=True)
-        Path(self.marker).parent.rmdir()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
 
     def error(self) -> WorkersPendingError:
         """The error raised on the driver after a timeout."""

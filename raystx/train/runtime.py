@@ -14,9 +14,16 @@ from typing import Any
 
 import torch
 
+from raystx.train.scratch import OWNER_FILE, owned_temp_dir, remove_abandoned
+
 
 class Runtime:
-    """One process's view of the training job."""
+    """One process's view of the training job.
+
+    ``checkpoint_dir()`` gives the loop a fresh folder to write a checkpoint into; ``report`` persists and removes
+    it, and ``close()`` (``train_worker`` calls it on every exit) removes whatever of them is left, so a run that
+    fails between a save and its report leaves no copy in the temp dir.
+    """
 
     rank: int = 0
     local_rank: int = 0
@@ -25,6 +32,7 @@ class Runtime:
     # Metrics-only reports closer together than this are thinned out (checkpoint, eval and final reports never):
     # Ray Train takes one pending report per worker per controller poll, so more frequent ones block the loop.
     min_report_interval_s: float = 0.0
+    _scratch: Path | None = None
 
     def report(
         self, metrics: dict[str, Any], checkpoint_dir: Path | None, checkpoint_name: str | None
@@ -38,8 +46,33 @@ class Runtime:
         """True once the cluster announced that a node of this job will be reclaimed (a barrier on Ray)."""
         return False
 
+    def scratch_root(self) -> Path:
+        """This runtime's temporary folder (made on first use, removed by ``close``)."""
+        root = self._scratch
+        if root is None or not root.is_dir():
+            root = self._scratch = self._make_scratch()
+        return root
+
+    def _make_scratch(self) -> Path:
+        return owned_temp_dir("local")
+
+    def checkpoint_dir(self) -> Path:
+        """A new empty folder under ``scratch_root()`` for one checkpoint of this rank."""
+        return Path(tempfile.mkdtemp(prefix=f"checkpoint-{self.rank}-", dir=self.scratch_root()))
+
+    def discard(self, checkpoint_dir: Path) -> None:
+        """Remove a persisted ``checkpoint_dir``, and the scratch folder too once it holds nothing else (so a
+        loop run without ``close()``, as some tests do, leaves no empty folder)."""
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        root = self._scratch
+        if root is not None and root.is_dir() and {p.name for p in root.iterdir()} <= {OWNER_FILE}:
+            self.close()
+
     def close(self) -> None:
-        pass
+        root = self._scratch
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+            self._scratch = None
 
 
 class LocalRuntime(Runtime):
@@ -59,9 +92,7 @@ class LocalRuntime(Runtime):
                 shutil.rmtree(target)
             shutil.copytree(checkpoint_dir, target)
             self.checkpoints.append(target)
-            shutil.rmtree(
-                checkpoint_dir, ignore_errors=True
-            )  # the loop's temporary copy (as RayRuntime does)
+            self.discard(checkpoint_dir)  # the loop's temporary copy (as RayRuntime does)
 
     def latest_checkpoint(self) -> Path | None:
         return self.checkpoints[-1] if self.checkpoints else None
@@ -83,9 +114,13 @@ def honour_thread_budget() -> int:
 
 
 class RayRuntime(Runtime):
-    """A Ray Train worker: ``ray.train.report`` is the barrier that also persists checkpoints to storage."""
+    """A Ray Train worker: ``ray.train.report`` is the barrier that also persists checkpoints to storage.
 
-    def __init__(self) -> None:
+    Its scratch folder (checkpoint copies, a restored checkpoint) is ``raystx-worker-<pid>-*`` in the node's temp
+    dir, tagged with ``run`` (``raystx.train.scratch``): the driver removes the run's folders on its node when the
+    run ends, and each new ``RayRuntime`` those of killed workers on its node."""
+
+    def __init__(self, run: str | None = None) -> None:
         import ray.train
         import ray.train.torch
 
@@ -95,7 +130,9 @@ class RayRuntime(Runtime):
         self.world_size = ctx.get_world_size()
         self.device = ray.train.torch.get_device()
         honour_thread_budget()
-        self._tmp = Path(tempfile.mkdtemp(prefix="raystx-ckpt-"))
+        remove_abandoned()  # scratch of workers on this node that were killed (they could not clean up)
+        self._run = run
+        self._scratch = self._make_scratch()
         self._restored: Path | None = None
         # the Train controller polls workers (and takes one queued report from each) at this interval
         self.min_report_interval_s = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2"))
@@ -115,7 +152,7 @@ class RayRuntime(Runtime):
         if checkpoint is None:
             return None
         if self._restored is None:
-            self._restored = Path(checkpoint.to_directory(str(self._tmp / "restored")))
+            self._restored = Path(checkpoint.to_directory(str(self.scratch_root() / "restored")))
         return self._restored
 
     def preemption_pending(self) -> bool:
@@ -124,8 +161,5 @@ class RayRuntime(Runtime):
         getter = getattr(ray.train, "get_preemption_info", None)
         return bool(getter is not None and getter() is not None)
 
-    def scratch_dir(self) -> Path:
-        return Path(tempfile.mkdtemp(dir=self._tmp))
-
-    def close(self) -> None:
-        shutil.rmtree(self._tmp, ignore_errors=True)
+    def _make_scratch(self) -> Path:
+        return owned_temp_dir("worker", run=self._run)

@@ -416,7 +416,7 @@ class SentenceTransformerTrainer:
                 args=self.args,
                 log_history=out.log_history,
                 evaluator=self.evaluator,
-                world_size=trained_world_size(out.checkpoint_path, self._scaling()),
+                world_size=out.world_size or trained_world_size(out.checkpoint_path, self._scaling()),
                 training_time_s=seconds,
                 best_step=best_step,
             )

@@ -53,6 +53,9 @@ class WorkerPayload:
     best_metric_key: str | None = None
     greater_is_better: bool = True
     run_dir: str | None = None
+    # Tags the workers' temporary folders, so the driver removes this run's on its node at the end
+    # (``raystx.train.scratch``); ``driver.launch`` sets a fresh one.
+    scratch_tag: str | None = None
     # The driver renders progress from rank 0's log records, so workers keep their per-step lines at DEBUG.
     driver_shows_progress: bool = False
     # A saved model directory to load the weights from after sharding, when ``model`` has its parameters on the
