@@ -214,9 +214,8 @@ def collect(result: Any, model: nn.Module, losses: dict[str, nn.Module], best: B
         path = _local_path(chosen, downloads)
         state = read_trainer_state(path)
         _load_weights(path, model, losses)
-        if (
-            final is not None and final.path != chosen.path
-        ):  # the final checkpoint's history is the whole run's
+        # the final checkpoint's history is the whole run's, whichever checkpoint the weights come from
+        if final is not None and final.path != chosen.path:
             state = read_trainer_state(_local_path(final, downloads))
     history = state.log_history
     losses_logged = [h["loss"] for h in history if "loss" in h]
