@@ -110,6 +110,7 @@ def test_a_run_failing_on_one_rank_leaves_nothing_in_the_temp_dir(
     assert _leftovers(temp_dir) == []
 
 
+@pytest.mark.slow  # CI budget: fit()'s own folder is unit-tested in test_temp_cleanup.py; the Ray runs above stay
 def test_old_fit_api_removes_the_output_folder_it_made_up(ray_session, tiny_bert_dir, tmp_path, temp_dir):
     """``fit()`` without ``checkpoint_path`` trains into a folder of the driver's temp dir; it is gone after."""
     from ray.train import ScalingConfig
