@@ -133,7 +133,8 @@ def copy_tree(source: str, target: str) -> None:
     local = pyarrow.fs.LocalFileSystem()
     source_fs, source_root = _fs(source) if is_uri(source) else (local, str(Path(source).absolute()))
     target_fs, target_root = _fs(target) if is_uri(target) else (local, str(Path(target).absolute()))
-    target_fs.create_dir(target_root, recursive=True)
+    if target_fs.type_name == "local":  # object stores have no folders (a marker object would be noise)
+        target_fs.create_dir(target_root, recursive=True)
     pyarrow.fs.copy_files(
         source_root, target_root, source_filesystem=source_fs, destination_filesystem=target_fs
     )
