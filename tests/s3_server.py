@@ -42,8 +42,11 @@ def start(bucket: str, setenv: Any = None) -> Any:
     """Start a moto server on a free port, put its endpoint and the fake credentials in the environment
     (``setenv(key, value)``, e.g. ``monkeypatch.setenv``; default ``os.environ``) and create ``bucket``.
     Returns the server (``server.stop()`` when done)."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

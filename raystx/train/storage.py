@@ -122,6 +122,25 @@ def append_text(location: str, text: str) -> None:
     write_text(location, (read_text(location) if is_file(location) else "") + text)
 
 
+def check_writable(location: str, key: str) -> None:
+    """For a URI: write and delete a small object under ``location``, so a missing bucket, a wrong endpoint or
+    missing credentials fail here (naming the config ``key``) instead of deep inside a run. Local folders are
+    created by whoever writes them and fail clearly there."""
+    if not is_uri(location):
+        return
+    probe = join(location, ".raystx-write-check")
+    try:
+        write_text(probe, "ok")
+        delete_tree(probe)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises OSError, ValueError, ... per filesystem
+        raise PermissionError(
+            f"{key}={location!r} is not writable: {type(exc).__name__}: {exc}. Check that the bucket exists and "
+            "that the endpoint and credentials are in the environment of the driver and of every node "
+            "(e.g. AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; never in the config), or choose "
+            f"another {key}"
+        ) from None
+
+
 def copy_tree(source: str, target: str) -> None:
     """Copy the folder ``source`` into ``target`` (created; files already there are overwritten), local or
     remote on either side."""

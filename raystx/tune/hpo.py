@@ -271,7 +271,7 @@ def hyperparameter_search(
     from raystx.data.sources import prepare_sources
     from raystx.ray_init import ensure_ray
     from raystx.train.build import scaling_config
-    from raystx.train.storage import join, resolve
+    from raystx.train.storage import check_writable, join, resolve
     from raystx.tune.sweep import DATA_DIR, execute
 
     if backend not in (None, "ray", "optuna"):
@@ -290,6 +290,7 @@ def hyperparameter_search(
     space = as_space(hp_space)
     storage = resolve(settings.storage_path or trainer.args.output_dir)  # a local path or a URI (s3://...)
     name = settings.name or "hp_search"
+    check_writable(storage, "storage_path" if settings.storage_path else "args.output_dir")
     sources = prepare_sources(
         trainer.train_dataset,
         staging_dir=join(storage, name, DATA_DIR),

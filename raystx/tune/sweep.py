@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from raystx.train.storage import exists, join, write_text
+from raystx.train.storage import check_writable, exists, join, write_text
 from raystx.tune.objective import Objective, resolve_objective
 from raystx.tune.results import (
     UNFINISHED,
@@ -301,6 +301,7 @@ def run_sweep(
     ensure_ray()
     storage = spec.default_storage()
     name = spec.default_name()
+    check_writable(storage, "tune.storage_path")  # before any data is staged there
     factory = prepare_trials(spec, join(storage, name, DATA_DIR))
     first = next(iter(factory.prepared.values()))
     objective = resolve_objective(spec.settings.metric, spec.settings.mode, first.evaluator)

@@ -82,3 +82,18 @@ def test_location_arithmetic(tmp_path):
     assert storage.resolve("s3://b/sweeps", tmp_path) == "s3://b/sweeps"
     assert storage.resolve("sweeps", tmp_path) == str(tmp_path / "sweeps")
     assert storage.resolve(str(tmp_path / "abs"), "/elsewhere") == str(tmp_path / "abs")
+
+
+def test_check_writable_names_the_config_key_for_a_missing_bucket(s3_root):
+    import boto3
+
+    storage.check_writable(s3_root, "tune.storage_path")  # passes, and leaves no probe behind
+    bucket, prefix = s3_root[len("s3://") :].split("/", 1)
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    assert [o["Key"] for o in listed] == [prefix + "/"]  # pyarrow keeps the emptied folder as a marker
+    with pytest.raises(
+        PermissionError, match=r"tune\.storage_path='s3://no-such-bucket/sweeps' is not writable"
+    ):
+        storage.check_writable("s3://no-such-bucket/sweeps", "tune.storage_path")
+    storage.check_writable("/definitely/not/created", "tune.storage_path")  # local: left to the writer
+    assert not Path("/definitely").exists()
