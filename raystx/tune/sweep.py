@@ -122,6 +122,7 @@ def execute(
     import ray
     from ray import tune
 
+    from raystx.tune.credentials import credentials_stay_on_nodes
     from raystx.tune.placement import PlacementGroupGuard, start_registry
     from raystx.tune.resources import max_concurrent_trials
     from raystx.tune.searchers import build_scheduler, build_searcher
@@ -203,7 +204,8 @@ def execute(
                     verbose=1,
                 ),
             )
-        tuner.fit()
+        with credentials_stay_on_nodes():  # Tune would copy AWS credentials into Ray's logged runtime envs
+            tuner.fit()
     finally:
         guard.release_all()
         try:
@@ -301,7 +303,12 @@ def run_sweep(
     ensure_ray()
     storage = spec.default_storage()
     name = spec.default_name()
-    check_writable(storage, "tune.storage_path")  # before any data is staged there
+    key = (
+        "tune.storage_path"
+        if spec.settings.storage_path
+        else "tune.storage_path (default: beside args.output_dir)"
+    )
+    check_writable(storage, key)  # before any data is staged there
     factory = prepare_trials(spec, join(storage, name, DATA_DIR))
     first = next(iter(factory.prepared.values()))
     objective = resolve_objective(spec.settings.metric, spec.settings.mode, first.evaluator)

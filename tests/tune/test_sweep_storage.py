@@ -122,3 +122,25 @@ def test_default_storage_keeps_uris_and_resolves_local_paths(tmp_path, monkeypat
     assert spec({"output_dir": "s3://bucket/runs/out"}).default_storage() == "s3://bucket/runs/sweeps"
     assert spec({}, storage_path="rel").default_storage() == str(tmp_path / "cfg" / "rel")
     assert spec({"output_dir": "runs/out"}).default_storage() == str(tmp_path / "runs" / "sweeps")
+
+
+def test_trial_actors_get_no_credentials_in_their_runtime_env(monkeypatch):
+    """Ray Tune copies the driver's AWS credentials into each trial actor's runtime_env, which Ray logs with its
+    values (runtime_env_agent.log); a sweep turns that off, and only while it runs."""
+    from ray.tune.execution.class_cache import _ActorClassCache
+
+    from raystx.tune.credentials import CREDENTIAL_ENV_VARS, credentials_stay_on_nodes
+
+    for name in CREDENTIAL_ENV_VARS:
+        monkeypatch.setenv(name, f"FAKE-{name}")
+
+    def env_vars(cls: type) -> dict[str, str]:
+        return _ActorClassCache().get(cls)._default_options["runtime_env"]["env_vars"]
+
+    assert (
+        env_vars(type("Before", (), {}))["AWS_SECRET_ACCESS_KEY"] == "FAKE-AWS_SECRET_ACCESS_KEY"
+    )  # Ray's way
+    with credentials_stay_on_nodes():
+        during = env_vars(type("During", (), {}))
+    assert not CREDENTIAL_ENV_VARS & set(during) and during["PL_DISABLE_FORK"] == "1"  # the rest still goes
+    assert CREDENTIAL_ENV_VARS <= set(env_vars(type("After", (), {})))  # Ray's list is restored
