@@ -70,7 +70,7 @@ def _encode_all(*model_dirs: Path) -> list:
     ]
 
 
-@pytest.mark.slow  # ~5 min on the 2 shared CPUs here (Ray start, 2 trials, a restore); CI has test_s3.py's run
+@pytest.mark.slow  # 255 s on 2 CPUs shared by 4 sessions (Ray start, 2 trials, a restore); CI keeps test_s3.py
 def test_cli_sweep_on_s3_writes_everything_to_the_bucket_and_resumes_from_it(tmp_path):
     pytest.importorskip("sentence_transformers")
     from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
@@ -146,7 +146,7 @@ def test_cli_sweep_on_s3_writes_everything_to_the_bucket_and_resumes_from_it(tmp
     assert all(len(lines) == 1 for lines in result["attempts"].values()), result["attempts"]
 
 
-@pytest.mark.slow  # ~3 min here
+@pytest.mark.slow  # 237 s on the same shared CPUs
 def test_hyperparameter_search_with_s3_storage(tmp_path):
     result = _run_script(tmp_path, "hpo")
 
