@@ -14,6 +14,8 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
+from s3_server import s3_env, s3_root  # noqa: E402,F401 - fixtures: an S3 API on localhost (moto), no Ray
+
 from raystx.testing import (  # noqa: E402,F401 - re-exported for tests: `from conftest import ...`
     WORDS,
     build_tiny_bert,

@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from torch import nn
@@ -272,6 +271,7 @@ def hyperparameter_search(
     from raystx.data.sources import prepare_sources
     from raystx.ray_init import ensure_ray
     from raystx.train.build import scaling_config
+    from raystx.train.storage import check_writable, join, resolve
     from raystx.tune.sweep import DATA_DIR, execute
 
     if backend not in (None, "ray", "optuna"):
@@ -288,19 +288,19 @@ def hyperparameter_search(
     settings, scaling = _settings(kwargs, n_trials)
     ensure_ray()
     space = as_space(hp_space)
-    output_dir = Path(trainer.args.output_dir).absolute()
-    storage = str(Path(settings.storage_path).absolute()) if settings.storage_path else str(output_dir)
+    storage = resolve(settings.storage_path or trainer.args.output_dir)  # a local path or a URI (s3://...)
     name = settings.name or "hp_search"
+    check_writable(storage, "storage_path" if settings.storage_path else "args.output_dir")
     sources = prepare_sources(
         trainer.train_dataset,
-        staging_dir=str(Path(storage) / name / DATA_DIR),
+        staging_dir=join(storage, name, DATA_DIR),
         select_columns=trainer.select_columns,
     )
     eval_is_dict = isinstance(trainer.eval_dataset, Mapping)
     eval_sources = None
     if trainer.eval_dataset is not None:
         eval_sources = prepare_sources(
-            trainer.eval_dataset, staging_dir=str(Path(storage) / name / DATA_DIR / ".eval"), name="eval"
+            trainer.eval_dataset, staging_dir=join(storage, name, DATA_DIR, ".eval"), name="eval"
         )
     evaluator = trainer.evaluator
     if (

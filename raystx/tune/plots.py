@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from raystx.train.storage import join, uploaded_folder
 from raystx.tune.objective import Objective
 from raystx.tune.results import COMPLETED, STOPPED, TrialRow
 
@@ -62,7 +63,8 @@ def build_study(rows: list[TrialRow], objective: Objective) -> Any:
 
 
 def write_plots(rows: list[TrialRow], objective: Objective, directory: str | Path) -> dict[str, str]:
-    """Write the PNGs into ``directory``; returns ``{plot name: file path or 'skipped: reason'}``."""
+    """Write the PNGs into ``directory`` (a local folder or a URI: drawn locally, then uploaded); returns
+    ``{plot name: file location or 'skipped: reason'}``."""
     out: dict[str, str] = {}
     try:
         import matplotlib
@@ -76,8 +78,17 @@ def write_plots(rows: list[TrialRow], objective: Objective, directory: str | Pat
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    with uploaded_folder(str(directory)) as folder:
+        for name, where in _draw(rows, objective, folder, plt, ovm).items():
+            out[name] = where if where.startswith("skipped") else join(str(directory), where)
+    return out
+
+
+def _draw(rows: list[TrialRow], objective: Objective, folder: Path, plt: Any, ovm: Any) -> dict[str, str]:
+    """Draw each plot into the local ``folder``: ``{plot name: file name or 'skipped: reason'}``."""
+    import optuna
+
+    out: dict[str, str] = {}
     study = build_study(rows, objective)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     names = [m.removeprefix("eval_") for m in objective.metrics]
@@ -124,10 +135,9 @@ def write_plots(rows: list[TrialRow], objective: Objective, directory: str | Pat
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 axes = draw()
             figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            path = directory / f"{name}.png"
-            figure.savefig(path, dpi=100, bbox_inches="tight")
+            figure.savefig(folder / f"{name}.png", dpi=100, bbox_inches="tight")
             plt.close(figure)
-            out[name] = str(path)
+            out[name] = f"{name}.png"
         except Exception as exc:  # noqa: BLE001 - a plot is never worth failing the sweep
             logger.warning("plot %s failed: %s", name, exc)
             out[name] = f"skipped: {type(exc).__name__}: {exc}"

@@ -5,18 +5,28 @@ Rows come from Tune's experiment state (status, last result, every result) and t
 its model), ``STOPPED`` (stopped early by the scheduler), ``ERROR``, or ``UNFINISHED`` (pending/running when the
 sweep was interrupted). ``steps`` is the last optimizer step the trial reported: summed over trials it is the
 sweep's compute in trial-steps. ``time_s`` is Tune's ``time_total_s`` at the trial's last result (start-up included).
+Paths are storage locations (a local folder or a URI such as ``s3://``; see ``raystx.train.storage``).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import shutil
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
+from raystx.train.storage import (
+    copy_tree,
+    delete_tree,
+    is_dir,
+    is_file,
+    join,
+    read_text,
+    resolve,
+    write_text,
+)
 from raystx.tune.objective import Objective
 from raystx.tune.trial import MODEL_DIR, PARAMS_FILE, RESULT_FILE, trial_dirname_for
 
@@ -46,14 +56,14 @@ class TrialRow:
         return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_json(location: str) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(location))
     except (OSError, ValueError):
         return None
 
 
-def collect_rows(experiment_path: str | Path, objective: Objective) -> list[TrialRow]:
+def collect_rows(experiment_path: str, objective: Objective) -> list[TrialRow]:
     """Read every trial of the Tune experiment at ``experiment_path`` into ``TrialRow``s (trial id order)."""
     from ray.tune import ExperimentAnalysis
 
@@ -61,9 +71,9 @@ def collect_rows(experiment_path: str | Path, objective: Objective) -> list[Tria
     frames = analysis.trial_dataframes
     rows = []
     for trial in analysis.trials:
-        trial_dir = Path(experiment_path) / trial_dirname_for(trial.trial_id)
-        params_info = _read_json(trial_dir / PARAMS_FILE) or {}
-        result_info = _read_json(trial_dir / RESULT_FILE)
+        trial_dir = join(str(experiment_path), trial_dirname_for(trial.trial_id))
+        params_info = _read_json(join(trial_dir, PARAMS_FILE)) or {}
+        result_info = _read_json(join(trial_dir, RESULT_FILE))
         last = dict(trial.last_result or {})
         frame = frames.get(trial.trial_id)
         history: list[float] = []
@@ -91,7 +101,7 @@ def collect_rows(experiment_path: str | Path, objective: Objective) -> list[Tria
             }
             steps = int(last.get("step") or 0)
             time_s = float(last.get("time_total_s") or 0.0)
-        model = trial_dir / MODEL_DIR
+        model = join(trial_dir, MODEL_DIR)
         error = None
         if trial.status == "ERROR":
             error = _error_text(trial_dir)
@@ -105,8 +115,8 @@ def collect_rows(experiment_path: str | Path, objective: Objective) -> list[Tria
                 steps=steps,
                 evaluations=int(last.get("training_iteration") or 0),
                 time_s=round(time_s, 3),
-                trial_dir=str(trial_dir),
-                model_path=str(model) if status == COMPLETED and model.is_dir() else None,
+                trial_dir=trial_dir,
+                model_path=model if status == COMPLETED and is_dir(model) else None,
                 distributions=dict(params_info.get("distributions") or {}),
                 history=history,
                 error=error,
@@ -116,13 +126,16 @@ def collect_rows(experiment_path: str | Path, objective: Objective) -> list[Tria
     return rows
 
 
-def _error_text(trial_dir: Path) -> str | None:
-    for name in ("error.txt", "error.pkl"):
-        path = trial_dir / name
-        if path.is_file() and name.endswith(".txt"):
-            text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-            return text[-1][:500] if text else None
-    return None
+def _error_text(trial_dir: str) -> str | None:
+    """The last line of Tune's ``error.txt`` in the trial folder, if there is one."""
+    location = join(trial_dir, "error.txt")
+    if not is_file(location):
+        return None
+    try:
+        text = read_text(location).strip().splitlines()
+    except (OSError, ValueError):
+        return None
+    return text[-1][:500] if text else None
 
 
 def best_row(rows: list[TrialRow], objective: Objective) -> TrialRow | None:
@@ -190,22 +203,21 @@ def _flat(row: TrialRow) -> dict[str, Any]:
     return out
 
 
-def write_table(rows: list[TrialRow], directory: str | Path) -> tuple[Path, Path]:
-    """``trials.csv`` (one flat row per trial) and ``trials.json`` (full rows) in ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def write_table(rows: list[TrialRow], directory: str) -> tuple[str, str]:
+    """``trials.csv`` (one flat row per trial) and ``trials.json`` (full rows) in the folder ``directory`` (local
+    or a URI); returns their locations."""
     flat = [_flat(r) for r in rows]
     columns: list[str] = []
     for item in flat:
         columns.extend(k for k in item if k not in columns)
-    csv_path = directory / "trials.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for item in flat:
-            writer.writerow(item)
-    json_path = directory / "trials.json"
-    json_path.write_text(json.dumps([asdict(r) for r in rows], indent=2, default=str), encoding="utf-8")
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    for item in flat:
+        writer.writerow(item)
+    csv_path, json_path = join(str(directory), "trials.csv"), join(str(directory), "trials.json")
+    write_text(csv_path, buffer.getvalue())
+    write_text(json_path, json.dumps([asdict(r) for r in rows], indent=2, default=str))
     return csv_path, json_path
 
 
@@ -261,22 +273,22 @@ def _fmt(value: Any) -> str:
 
 def export_best(
     best: TrialRow,
-    target: str | Path,
+    target: str,
     objective: Objective,
     search: dict[str, str],
     settings: dict[str, Any],
     n_trials: int,
-) -> Path:
-    """Copy the best trial's model (sentence-transformers format) to ``target`` and add a model-card section
-    recording the search (space, settings, the trial's parameters and metrics)."""
+) -> str:
+    """Copy the best trial's model (sentence-transformers format) to ``target`` (replaced if it exists; local or
+    a URI) and add a model-card section recording the search (space, settings, the trial's parameters and
+    metrics). Returns the target's location."""
     if best.model_path is None:
         raise ValueError(f"trial {best.trial_id} has no saved model")
-    target = Path(target)
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(best.model_path, target)
-    card = target / "README.md"
-    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    target = resolve(str(target))
+    delete_tree(target)
+    copy_tree(best.model_path, target)
+    card = join(target, "README.md")
+    text = read_text(card) if is_file(card) else ""
     lines = [
         "",
         "## Hyperparameter search",
@@ -297,8 +309,6 @@ def export_best(
         *[f"- `{k}`: {v}" for k, v in search.items()],
         "",
     ]
-    card.write_text(text.rstrip() + "\n" + "\n".join(lines), encoding="utf-8")
-    (target / "sweep_trial.json").write_text(
-        json.dumps(asdict(best), indent=2, default=str), encoding="utf-8"
-    )
+    write_text(card, text.rstrip() + "\n" + "\n".join(lines))
+    write_text(join(target, "sweep_trial.json"), json.dumps(asdict(best), indent=2, default=str))
     return target

@@ -65,13 +65,14 @@ class SweepSpec:
         return self.path.stem if self.path is not None else "sweep"
 
     def default_storage(self) -> str:
+        """``tune.storage_path`` (a URI as given, a local path relative to the sweep file's folder), else a
+        ``sweeps`` folder next to ``args.output_dir`` (relative to the current folder, or on its object store)."""
+        from raystx.train.storage import join, parent, resolve
+
         if self.settings.storage_path:
-            path = Path(self.settings.storage_path)
-            return str(path if path.is_absolute() else (self.base_dir / path).absolute())
-        output_dir = Path(self.raw.get("args", {}).get("output_dir", "outputs"))
-        if not output_dir.is_absolute():
-            output_dir = Path.cwd() / output_dir
-        return str(output_dir.parent / "sweeps")
+            return resolve(self.settings.storage_path, self.base_dir)
+        output_dir = resolve(str(self.raw.get("args", {}).get("output_dir", "outputs")))
+        return join(parent(output_dir), "sweeps")
 
 
 def sweep_from_dict(raw: dict[str, Any], base_dir: str | Path = ".", path: Path | None = None) -> SweepSpec:
@@ -155,15 +156,15 @@ class ConfigTrainerFactory:
         )
 
 
-def prepare_trials(spec: SweepSpec, staging_dir: str | Path, limit: int = 64) -> ConfigTrainerFactory:
+def prepare_trials(spec: SweepSpec, staging_dir: str, limit: int = 64) -> ConfigTrainerFactory:
     """Validate every structural variant of the sweep and stage each distinct data variant once (driver side).
 
     Raises ``ConfigError`` (bad config keys in an option) or the data plane's ``DatasetValidationError`` (a
     dataset that does not fit the option's loss), naming the option's parameters."""
     from raystx.data.sources import prepare_sources, validate_sources
     from raystx.train.build import build_dataset, build_evaluator, build_losses, build_model, check_components
+    from raystx.train.storage import join
 
-    staging = Path(staging_dir)
     prepared: dict[str, PreparedData] = {}
     models: dict[str, Any] = {}
     scaling_override = spec.settings.resources
@@ -179,7 +180,9 @@ def prepare_trials(spec: SweepSpec, staging_dir: str | Path, limit: int = 64) ->
         if key not in prepared:
             train = {name: build_dataset(name, dc) for name, dc in config.train_data.items()}
             select = {name: dc.columns for name, dc in config.train_data.items() if dc.columns}
-            sources = prepare_sources(train, staging_dir=str(staging / key), select_columns=select or None)
+            sources = prepare_sources(
+                train, staging_dir=join(str(staging_dir), key), select_columns=select or None
+            )
             evaluator = build_evaluator(config.evaluator) if config.evaluator else None
             prepared[key] = PreparedData(sources=sources, evaluator=evaluator)
         model_key = json.dumps(config.model.model_dump(), sort_keys=True)

@@ -8,7 +8,9 @@
 experiment: Optuna (or grid) search, ASHA / median / no early stopping, ``max_concurrent_trials`` from the free
 cluster resources, a placement-group guard, and afterwards writes into the experiment directory
 ``trials.csv``/``trials.json``, ``summary.txt``, ``plots/*.png`` and the best trial's model (``best_model/``, with
-a model-card section recording the search). Interrupting the driver (Ctrl+C) stops the running trials and saves
+a model-card section recording the search). The experiment may live on object storage (``tune.storage_path:
+s3://bucket/sweeps``): every file of the sweep is then written there through ``raystx.train.storage``, with the
+credentials of each node's environment. Interrupting the driver (Ctrl+C) stops the running trials and saves
 the experiment state; ``resume=True`` (``raystx tune SWEEP.yaml --resume``) continues it: finished trials are kept,
 unfinished ones start over, and the searcher continues with the remaining samples.
 """
@@ -20,9 +22,9 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from raystx.train.storage import check_writable, exists, join, write_text
 from raystx.tune.objective import Objective, resolve_objective
 from raystx.tune.results import (
     UNFINISHED,
@@ -120,15 +122,16 @@ def execute(
     import ray
     from ray import tune
 
+    from raystx.tune.credentials import credentials_stay_on_nodes
     from raystx.tune.placement import PlacementGroupGuard, start_registry
     from raystx.tune.resources import max_concurrent_trials
     from raystx.tune.searchers import build_scheduler, build_searcher
 
     started = time.time()
-    experiment_path = str(Path(storage_path) / name)
+    experiment_path = join(storage_path, name)
     if resume and not tune.Tuner.can_restore(experiment_path):
         raise FileNotFoundError(f"there is no sweep to resume at {experiment_path}")
-    if not resume and (Path(experiment_path) / "tuner.pkl").exists():
+    if not resume and exists(join(experiment_path, "tuner.pkl")):
         raise FileExistsError(
             f"{experiment_path} already holds a sweep; resume it (--resume / resume=True) or choose another "
             "tune.name / tune.storage_path"
@@ -201,7 +204,8 @@ def execute(
                     verbose=1,
                 ),
             )
-        tuner.fit()
+        with credentials_stay_on_nodes():  # Tune would copy AWS credentials into Ray's logged runtime envs
+            tuner.fit()
     finally:
         guard.release_all()
         try:
@@ -218,7 +222,7 @@ def execute(
     exported = None
     description = search_description or {}
     if best is not None:
-        target = settings.export_best_to or str(Path(experiment_path) / "best_model")
+        target = settings.export_best_to or join(experiment_path, "best_model")
         exported = str(
             export_best(
                 best,
@@ -233,7 +237,7 @@ def execute(
     if settings.plots:
         from raystx.tune.plots import write_plots
 
-        plots = write_plots(rows, objective, Path(experiment_path) / "plots")
+        plots = write_plots(rows, objective, join(experiment_path, "plots"))
     result = SweepResult(
         experiment_path=experiment_path,
         objective=objective,
@@ -249,8 +253,9 @@ def execute(
         removed_placement_groups=guard.removed,
         baseline=baseline,
     )
-    (Path(experiment_path) / "summary.txt").write_text(result.summary() + "\n", encoding="utf-8")
-    (Path(experiment_path) / "sweep.json").write_text(
+    write_text(join(experiment_path, "summary.txt"), result.summary() + "\n")
+    write_text(
+        join(experiment_path, "sweep.json"),
         json.dumps(
             {
                 "objective": {"metrics": list(objective.metrics), "modes": list(objective.modes)},
@@ -265,7 +270,6 @@ def execute(
             indent=2,
             default=str,
         ),
-        encoding="utf-8",
     )
     return result
 
@@ -299,7 +303,13 @@ def run_sweep(
     ensure_ray()
     storage = spec.default_storage()
     name = spec.default_name()
-    factory = prepare_trials(spec, Path(storage) / name / DATA_DIR)
+    key = (
+        "tune.storage_path"
+        if spec.settings.storage_path
+        else "tune.storage_path (default: beside args.output_dir)"
+    )
+    check_writable(storage, key)  # before any data is staged there
+    factory = prepare_trials(spec, join(storage, name, DATA_DIR))
     first = next(iter(factory.prepared.values()))
     objective = resolve_objective(spec.settings.metric, spec.settings.mode, first.evaluator)
     scaling = scaling_config(factory.scaling_override or spec.base.scaling)

@@ -6,7 +6,7 @@ config (same names and conditions as the searcher saw), asks the plan's factory 
 ``SweepReportCallback`` (evaluations reach Tune, so schedulers can stop the trial) and a placement-group registrar,
 trains, saves, and only then reports the final evaluation to Tune (so a stop decision cannot cut the save short).
 It writes into the trial directory (``{experiment_path}/trial_{trial_id}`` in the sweep's storage, which
-must be shared between nodes on a multi-node cluster):
+must be shared between nodes on a multi-node cluster: a shared folder or an object store URI such as ``s3://``):
 
 * ``sweep_params.json``: the active parameters and their Optuna distributions (for the results table and plots);
 * ``model/``: the final (or best, with ``load_best_model_at_end``) model in sentence-transformers format;
@@ -18,13 +18,20 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from raystx.train.storage import (
+    append_text,
+    checkpoint_names,
+    delete_tree,
+    exists,
+    join,
+    save_model,
+    write_text,
+)
 from raystx.tune.objective import Objective
 
 logger = logging.getLogger("raystx.tune")
@@ -119,13 +126,12 @@ def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
     started = time.time()
     context = ray.tune.get_context()
     trial_id = context.get_trial_id()
-    trial_dir = Path(plan.experiment_path) / trial_dirname_for(trial_id)
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    with open(trial_dir / ATTEMPTS_FILE, "a", encoding="utf-8") as handle:
-        handle.write(f"{trial_id} started {started:.3f}\n")
+    trial_dir = join(plan.experiment_path, trial_dirname_for(trial_id))
+    append_text(join(trial_dir, ATTEMPTS_FILE), f"{trial_id} started {started:.3f}\n")
 
     assignments, params = plan.space.resolve_config(config)
-    (trial_dir / PARAMS_FILE).write_text(
+    write_text(
+        join(trial_dir, PARAMS_FILE),
         json.dumps(
             {
                 "trial_id": trial_id,
@@ -136,22 +142,21 @@ def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
             indent=2,
             default=str,
         ),
-        encoding="utf-8",
     )
     trainer = plan.factory(assignments, params)
     prepare_args_for_sweep(trainer.args, plan.eval_steps, plan.save_strategy_given)
 
-    run_dir = trial_dir / TRAIN_DIR
-    if run_dir.exists():  # an earlier, interrupted attempt of this trial: start it over
-        shutil.rmtree(run_dir)
-    trainer.args.output_dir = str(run_dir)
+    run_dir = join(trial_dir, TRAIN_DIR)
+    if exists(run_dir):  # an earlier, interrupted attempt of this trial: start it over
+        delete_tree(run_dir)
+    trainer.args.output_dir = run_dir
     args = trainer.args
     best_key = plan.objective.metric if args.load_best_model_at_end else None
     if best_key and args.metric_for_best_model is None:
         args.metric_for_best_model = best_key
         args.greater_is_better = plan.objective.mode == "max"
     trainer.run_config = RunConfig(
-        storage_path=str(trial_dir),
+        storage_path=trial_dir,
         name=TRAIN_DIR,
         callbacks=[SweepReportCallback(plan.compute_objective)],
         failure_config=FailureConfig(max_failures=plan.train_failures),
@@ -164,17 +169,17 @@ def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
     trainer.callbacks.append(PlacementGroupRegistrar(plan.registry_name, plan.namespace, trial_id))
 
     output = trainer.train()
-    model_dir = trial_dir / MODEL_DIR
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    trainer.model.save_pretrained(str(model_dir))
+    model_dir = join(trial_dir, MODEL_DIR)
+    delete_tree(model_dir)
+    save_model(trainer.model, model_dir)
     metrics = _model_metrics(output.log_history, plan.objective, best=bool(args.load_best_model_at_end))
     if plan.compute_objective is not None and metrics:
         add_objective(metrics, plan.compute_objective)
     if not plan.keep_checkpoints:
-        for checkpoint in run_dir.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint, ignore_errors=True)
-    (trial_dir / RESULT_FILE).write_text(
+        for checkpoint in checkpoint_names(run_dir):
+            delete_tree(join(run_dir, checkpoint))
+    write_text(
+        join(trial_dir, RESULT_FILE),
         json.dumps(
             {
                 "trial_id": trial_id,
@@ -182,13 +187,12 @@ def run_trial(config: dict[str, Any], plan: TrialPlan) -> None:
                 "global_step": output.global_step,
                 "metrics": metrics,
                 "objective": {m: metrics.get(m) for m in plan.objective.metrics},
-                "model": str(model_dir),
+                "model": model_dir,
                 "time_s": round(time.time() - started, 3),
             },
             indent=2,
             default=str,
         ),
-        encoding="utf-8",
     )
     last = final_result(output.log_history, plan.compute_objective)
     if last is not None:

@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
-SECRET = "FAKEs3secretKEY0123456789abcdefXYZ"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for s3_server
+from s3_server import SECRET, start  # noqa: E402
+
 BUCKET = "raystx-test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def kill_scenario(tmp: Path, model_dir: Path, data_uri: str, s3fs) -> dict:
@@ -95,22 +90,7 @@ def kill_scenario(tmp: Path, model_dir: Path, data_uri: str, s3fs) -> dict:
 
 def main() -> None:
     tmp = Path(sys.argv[1])
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    os.environ.update(
-        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-        AWS_ACCESS_KEY_ID="FAKEaccessKEY",
-        AWS_SECRET_ACCESS_KEY=SECRET,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    import boto3
-
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
+    server = start(BUCKET)
 
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.ray
 
 
 SCRIPT = Path(__file__).with_name("s3_script.py")
-sys.path.insert(0, str(SCRIPT.parent))
-from s3_script import SECRET  # noqa: E402
+sys.path.insert(0, str(SCRIPT.parents[1]))  # tests/, for s3_server
+from s3_server import SECRET, files_holding  # noqa: E402
 
 
 def _run_script(tmp_path: Path, *mode: str) -> tuple[dict, subprocess.CompletedProcess, list[str]]:
@@ -40,7 +40,7 @@ def _run_script(tmp_path: Path, *mode: str) -> tuple[dict, subprocess.CompletedP
             text=True,
             timeout=1200,
         )
-        written = _files_holding(SECRET, tmp_path) + _files_holding(SECRET, ray_temp)
+        written = files_holding(SECRET, tmp_path) + files_holding(SECRET, ray_temp)
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -74,16 +74,3 @@ def test_a_sigkilled_worker_resumes_from_s3_as_if_uninterrupted(tmp_path):
     assert result["global_step"] == 6 and result["logged_steps"] == [1, 2, 3, 4, 5, 6]
     assert result["max_weight_diff"] <= 1e-5  # the same weights as the uninterrupted run
     assert not written, f"the S3 secret key landed in files: {written}"
-
-
-def _files_holding(secret: str, root: Path) -> list[str]:
-    """Regular files under ``root`` (the runs' outputs, Ray's session logs) whose bytes contain ``secret``."""
-    found = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink() and path.stat().st_size < 200 * 2**20:
-            try:
-                if secret.encode() in path.read_bytes():
-                    found.append(str(path))
-            except OSError:  # a socket or a file removed meanwhile
-                continue
-    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
@@ -392,10 +393,10 @@ def test_best_trial_and_pareto_front_against_brute_force():
 def test_results_table_files(tmp_path):
     rows = [_row("a", COMPLETED, f=0.5), _row("bb", STOPPED, f=0.1)]
     csv_path, json_path = write_table(rows, tmp_path)
-    lines = csv_path.read_text().splitlines()
+    lines = Path(csv_path).read_text().splitlines()
     assert lines[0] == "trial_id,status,steps,evaluations,time_s,param.lr,metric.f,best.f,model_path,error"
     assert lines[1].startswith("a,COMPLETED,8,4,1.0,1.0,0.5,0.5,/nowhere/model")
-    assert [r["trial_id"] for r in json.loads(json_path.read_text())] == ["a", "bb"]
+    assert [r["trial_id"] for r in json.loads(Path(json_path).read_text())] == ["a", "bb"]
 
 
 def test_plots_replay_the_trials_into_an_optuna_study(tmp_path):
