@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,10 +79,12 @@ class PendingStaging:
 
 @dataclass
 class StagedResult:
-    """What a background pass returns: the full source and the every-row scan of its used columns."""
+    """What a background pass returns: the full source, the every-row scan of its used columns, and the
+    pass's wall time in seconds."""
 
     source: Any
     scans: dict[str, Any]
+    seconds: float = 0.0
 
 
 def stage_in_background(plan: StagePlan, options: RayTaskOptions) -> StagedResult:
@@ -89,6 +92,7 @@ def stage_in_background(plan: StagePlan, options: RayTaskOptions) -> StagedResul
     from raystx.data.scan import scan_source
     from raystx.data.sources import staged_source
 
+    started = time.perf_counter()
     if plan.files is not None:
         assert plan.fmt is not None
         ray_dataset, _ = read_files(plan.name, plan.files, plan.fmt, options)
@@ -96,7 +100,8 @@ def stage_in_background(plan: StagePlan, options: RayTaskOptions) -> StagedResul
         ray_dataset = read_iterable(plan.iterable, options=options)
     staged = stage(plan.name, ray_dataset, plan.out_dir, files=plan.files, fmt=plan.fmt, options=options)
     source = staged_source(plan.name, staged, plan.select, plan.origin, plan.known_columns, ray_dataset)
-    return StagedResult(source=source, scans=scan_source(source))
+    scans = scan_source(source)
+    return StagedResult(source=source, scans=scans, seconds=time.perf_counter() - started)
 
 
 @functools.cache
@@ -144,6 +149,12 @@ class StagingJob:
             except Exception:  # noqa: BLE001 - the pass failed: its output is partial
                 partial = True
         return partial
+
+    def seconds(self) -> dict[str, float]:
+        """``{dataset name: wall seconds of its pass}`` (waits for the passes to end)."""
+        import ray
+
+        return {name: ray.get(ref).seconds for name, ref in self.refs.items()}
 
     def resolved(self, sources: Mapping[str, Any]) -> dict[str, Any]:
         """``sources`` with every pending source replaced by its full one (the passes must have ended)."""

@@ -8,6 +8,8 @@ Driver side (``prepare_sources`` calls these):
   on the driver; CSV/TSV headers are the exception, one line per file).
 * ``stage(name, ray_dataset, out_dir, files=..., fmt=...)``: Ray tasks write the rows to
   ``out_dir/*.parquet``; a failure is turned into a ``DatasetReadError`` naming the file and line.
+* ``RayTaskOptions``: zero-CPU, concurrency-capped Ray Data tasks for a staging pass that runs while the training
+  workers hold the CPUs (``raystx.data.background``); the readers and ``stage`` take it as ``options``.
 * ``parquet_schema(files)``, ``parquet_num_rows(files)``, ``read_parquet_rows(files, indices, columns)``: facts
   and a few rows from the staged files, read from Parquet metadata and single row groups only.
 

@@ -1,8 +1,9 @@
 """A worker's side of a run: what the driver ships (``WorkerPayload``) and how the step loop is assembled from it.
 
 ``train_worker(payload, runtime)`` is the entry point on every Ray Train worker (through the trainer's
-``_ray_train_fn``) and in one plain process (``LocalRuntime``: tests, ``bench/gpu_check.sh``). It seeds, puts the
-model and losses on the runtime's device, builds the parameter strategy, optimizer, data cursor and schedule,
+``_ray_train_fn``) and in one plain process (``LocalRuntime``: tests, ``bench/gpu_check.sh``). It waits for data
+staged while the workers started (``raystx.train.staged_wait``), seeds, puts the model and losses on the runtime's
+device, builds the parameter strategy, optimizer, data cursor and schedule,
 restores the newest complete checkpoint if any, and runs ``TrainLoop``.
 """
 
