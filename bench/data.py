@@ -2,7 +2,7 @@
 
     python bench/data.py [--data-dir ../shared/data] [--batches 60] [--train-steps 4] [--threads 2]
     python bench/data.py --scale [--scale-only] [--scale-rows 1000000,10000000] [--scale-steps 30]
-    python bench/data.py --overlap [--overlap-only] [--overlap-rows 1500000] [--overlap-steps 5]
+    python bench/data.py --overlap [--overlap-only] [--overlap-rows 1500000] [--overlap-cpus 4]
 
 Measures, in one process on NLI entailment pairs (``nli/nli_entailment_pairs.tsv``):
 
@@ -196,6 +196,9 @@ def main() -> None:
         "--overlap-rows", type=int, default=1_500_000, help="rows of the overlap section's CSV"
     )
     parser.add_argument("--overlap-steps", type=int, default=5, help="training steps per overlap run")
+    parser.add_argument(
+        "--overlap-cpus", type=int, default=4, help="logical CPUs of the overlap section's Ray"
+    )
     args = parser.parse_args()
     train_rate = None
     if args.overlap_only:
@@ -220,10 +223,8 @@ def overlap_section(args) -> None:
     """Print the staging-overlap table (``bench/data_overlap.py``)."""
     from data_overlap import run_overlap
 
-    rows = run_overlap(args.overlap_rows, args.overlap_steps)
-    print(
-        "\nStaging overlap: a CSV staged before vs while 2 workers start (private Ray, 2 CPUs), one run each"
-    )
+    rows = run_overlap(args.overlap_rows, args.overlap_steps, args.overlap_cpus)
+    print("\nStaging overlap: a CSV staged before vs while 2 workers start (private Ray), one run each")
     print_table(rows)
 
 

@@ -1,10 +1,11 @@
 """The staging-overlap section of ``bench/data.py``: a large CSV staged before vs while the workers start.
 
-    python bench/data.py --overlap-only [--overlap-rows 1500000] [--overlap-steps 5]
+    python bench/data.py --overlap-only [--overlap-rows 1500000] [--overlap-steps 5] [--overlap-cpus 4]
 
 The bench writes a synthetic CSV of ``--overlap-rows`` short (anchor, positive) pairs (deleted at the end), starts
-a private local Ray with 2 CPUs (the workers then hold every CPU, as on a saturated cluster), warms it up with one
-small run, and trains a tiny random BERT (MNRL, 2 workers x batch 32) on the CSV twice:
+a private local Ray with ``--overlap-cpus`` logical CPUs (the trainer overlaps only when the 2 one-CPU workers leave
+at least one free: with 2, both runs stage first), warms it up with one small run, and trains a tiny random BERT
+(MNRL, 2 workers x batch 32) on the CSV twice:
 
 * baseline: ``RAYSTX_STAGE_BEFORE_START=1``, the whole CSV staged to Parquet on the driver, then the workers start;
 * overlap: the driver checks the first rows, a zero-CPU Ray task stages the CSV while the workers start, and
@@ -95,7 +96,7 @@ def train_once(data: Path, model_dir: Path, out: Path, steps: int, sequential: b
     }
 
 
-def run_overlap(rows: int, steps: int) -> list[tuple]:
+def run_overlap(rows: int, steps: int, cpus: int = 4) -> list[tuple]:
     """The section's table rows (variant, value, ratio, notes)."""
     import ray
 
@@ -106,7 +107,7 @@ def run_overlap(rows: int, steps: int) -> list[tuple]:
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
     try:
         if not ray.is_initialized():
-            ray.init(address="local", num_cpus=WORKERS, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         model_dir = build_tiny_bert(root / "tiny")
         started = time.time()
         size = write_csv(root / "pairs.csv", rows)
@@ -120,7 +121,7 @@ def run_overlap(rows: int, steps: int) -> list[tuple]:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     assert lap["overlapped"] and not base["overlapped"], "the two runs did not take the two paths"
-    note = f"{rows:,} rows, {size / 2**20:.0f} MiB CSV (written by the bench in {made:.0f} s)"
+    note = f"{rows:,} rows, {size / 2**20:.0f} MiB CSV (written in {made:.0f} s); Ray with {cpus} CPUs"
     return [
         (
             "stage first, then start (baseline): train() -> first step",

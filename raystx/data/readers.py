@@ -76,7 +76,11 @@ class RayTaskOptions:
     concurrency: int = 2
 
     def read_args(self) -> dict[str, Any]:
-        """Keyword arguments of ``ray.data.read_*`` and ``Dataset.write_parquet``."""
+        """Keyword arguments of ``ray.data.read_*``."""
+        return {"num_cpus": self.num_cpus, "concurrency": self.concurrency}
+
+    def write_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``Dataset.write_parquet``."""
         return {"ray_remote_args": {"num_cpus": self.num_cpus}, "concurrency": self.concurrency}
 
     def map_args(self) -> dict[str, Any]:
@@ -449,7 +453,7 @@ def stage(
     resources and concurrency of the write tasks (Ray Data's defaults when None)."""
     if not _is_remote(out_dir) and os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
-    write_args = options.read_args() if options is not None else {}
+    write_args = options.write_args() if options is not None else {}
     try:
         with _ordered_ray_data():
             ray_dataset.write_parquet(out_dir, row_group_size=STAGED_ROW_GROUP_SIZE, **write_args)

@@ -339,28 +339,45 @@ class SentenceTransformerTrainer:
 
     def _stage(self, run_dir: str) -> tuple[dict[str, Any], dict[str, nn.Module]]:
         """``_prepare`` into the run's staging folder, then the background staging of large inputs started
-        (``self._staging``). Everything is staged here instead with ``RAYSTX_STAGE_BEFORE_START=1``, and when
-        the run is about to delete an earlier run's checkpoints (``overwrite_output_dir``): a data error found
-        later must not cost them. On failure nothing is left behind (no staged data, no empty run folder this
-        call created)."""
-        from raystx.data.background import StagingJob, overlap_enabled, start_staging
-        from raystx.train.storage import checkpoint_names, delete_tree, is_uri, join
+        (``self._staging``; unless ``_overlap_staging`` says no). On failure nothing is left behind (no staged
+        data, no empty run folder this call created)."""
+        from raystx.data.background import StagingJob, start_staging
+        from raystx.train.storage import delete_tree, is_uri, join
 
         local_run_dir = None if is_uri(run_dir) else Path(run_dir)
         created_run_dir = local_run_dir is not None and not local_run_dir.exists()
         staging = join(run_dir, STAGING_DIR)
         self._staging = StagingJob()
-        overwrites = self.args.overwrite_output_dir and not self.args.resume_from_checkpoint
-        defer = overlap_enabled() and not (overwrites and checkpoint_names(run_dir))
         try:
-            sources, losses = self._prepare(staging, defer=defer)
-            self._staging = start_staging(sources)
+            spare = self._spare_cpus()
+            sources, losses = self._prepare(staging, defer=spare >= 1 and self._overlap_staging(run_dir))
+            self._staging = start_staging(sources, concurrency=int(spare))
             return sources, losses
         except BaseException:
             delete_tree(staging)
             if created_run_dir and local_run_dir.is_dir() and not any(local_run_dir.iterdir()):
                 local_run_dir.rmdir()
             raise
+
+    def _spare_cpus(self) -> float:
+        """CPUs of the cluster the workers do not reserve (``raystx.data.background.spare_cpus``)."""
+        from raystx.data.background import spare_cpus
+        from raystx.train.resources import scaling_need
+
+        return spare_cpus(scaling_need(self._scaling()).get("CPU", 0.0))
+
+    def _overlap_staging(self, run_dir: str) -> bool:
+        """Whether large inputs are staged while the workers start (given CPUs the workers leave free: else
+        staging would only compete with their start). Not with ``RAYSTX_STAGE_BEFORE_START=1``; not when the
+        run is about to delete an earlier run's checkpoints (``overwrite_output_dir``): a data error found
+        after the start must not cost them."""
+        from raystx.data.background import overlap_enabled
+        from raystx.train.storage import checkpoint_names
+
+        if not overlap_enabled():
+            return False
+        overwrites = self.args.overwrite_output_dir and not self.args.resume_from_checkpoint
+        return not (overwrites and checkpoint_names(run_dir))
 
     def _launch(
         self,

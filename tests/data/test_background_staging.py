@@ -229,3 +229,11 @@ def test_the_workers_wait_is_a_no_op_without_pending_sources():
     payload = SimpleNamespace(sources=sources, label_kinds={"train": "none"}, losses={}, args=None)
     await_staged_data(payload, rank=0)
     assert payload.sources is sources and payload.label_kinds == {"train": "none"}
+
+
+def test_spare_cpus_are_the_cluster_cpus_the_workers_do_not_reserve(monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 4.0, "memory": 1e9})
+    assert background.spare_cpus(2.0) == 2.0
+    assert background.spare_cpus(4.0) == 0.0  # a saturated cluster: the trainer stages before the start
