@@ -2,6 +2,7 @@
 
     python bench/data.py [--data-dir ../shared/data] [--batches 60] [--train-steps 4] [--threads 2]
     python bench/data.py --scale [--scale-only] [--scale-rows 1000000,10000000] [--scale-steps 30]
+    python bench/data.py --overlap [--overlap-only] [--overlap-rows 1500000] [--overlap-cpus 4]
 
 Measures, in one process on NLI entailment pairs (``nli/nli_entailment_pairs.tsv``):
 
@@ -16,6 +17,10 @@ Measures, in one process on NLI entailment pairs (``nli/nli_entailment_pairs.tsv
 ``--scale`` adds the scale section (``bench/data_scale.py``): synthetic Parquet of each ``--scale-rows`` size, read
 in place by a 2-worker run of a tiny model: time to the first step, bytes each worker read and wrote, and the
 delivery rate of its reader against the step.
+
+``--overlap`` adds the staging-overlap section (``bench/data_overlap.py``): a synthetic CSV large enough that
+staging takes several seconds, 2 workers, time from ``train()`` to the first optimizer step when the CSV is
+staged before the workers start (``RAYSTX_STAGE_BEFORE_START=1``, the baseline) and while they start.
 
 The ratio delivery/consumption is the headroom of the data plane (target >= 5x). A row is one (anchor,
 positive) pair, i.e. two texts. The Parquet source is written to a temporary directory that is removed.
@@ -185,8 +190,19 @@ def main() -> None:
     )
     parser.add_argument("--scale-steps", type=int, default=30, help="training steps per scale run")
     parser.add_argument("--scale-batches", type=int, default=200, help="batches timed for scale delivery")
+    parser.add_argument("--overlap", action="store_true", help="also run the staging-overlap section")
+    parser.add_argument("--overlap-only", action="store_true", help="run the staging-overlap section only")
+    parser.add_argument(
+        "--overlap-rows", type=int, default=1_500_000, help="rows of the overlap section's CSV"
+    )
+    parser.add_argument("--overlap-steps", type=int, default=5, help="training steps per overlap run")
+    parser.add_argument(
+        "--overlap-cpus", type=int, default=4, help="logical CPUs of the overlap section's Ray"
+    )
     args = parser.parse_args()
     train_rate = None
+    if args.overlap_only:
+        return overlap_section(args)
     if not args.scale_only:
         train_rate = nli_section(args)
     if args.scale or args.scale_only:
@@ -199,6 +215,17 @@ def main() -> None:
             f"{args.scale_steps} steps"
         )
         print_table(rows)
+    if args.overlap:
+        overlap_section(args)
+
+
+def overlap_section(args) -> None:
+    """Print the staging-overlap table (``bench/data_overlap.py``)."""
+    from data_overlap import run_overlap
+
+    rows = run_overlap(args.overlap_rows, args.overlap_steps, args.overlap_cpus)
+    print("\nStaging overlap: a CSV staged before vs while 2 workers start (private Ray), one run each")
+    print_table(rows)
 
 
 def nli_section(args) -> float:

@@ -29,14 +29,16 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from raystx.data.errors import DatasetValidationError, dataset_label
 from raystx.data.names import LABEL_COLUMNS, RESERVED_COLUMNS, label_columns_in, split_label_column
-from raystx.losses.base import ColumnContract
+
+if TYPE_CHECKING:  # a type only: the staging task imports this module without torch
+    from raystx.losses.base import ColumnContract
 
 ID_SUFFIXES: tuple[str, ...] = ("_id", "_ids", "_idx")
 

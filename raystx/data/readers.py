@@ -8,6 +8,8 @@ Driver side (``prepare_sources`` calls these):
   on the driver; CSV/TSV headers are the exception, one line per file).
 * ``stage(name, ray_dataset, out_dir, files=..., fmt=...)``: Ray tasks write the rows to
   ``out_dir/*.parquet``; a failure is turned into a ``DatasetReadError`` naming the file and line.
+* ``RayTaskOptions``: zero-CPU, concurrency-capped Ray Data tasks for a staging pass that runs while the training
+  workers hold the CPUs (``raystx.data.background``); the readers and ``stage`` take it as ``options``.
 * ``parquet_schema(files)``, ``parquet_num_rows(files)``, ``read_parquet_rows(files, indices, columns)``: facts
   and a few rows from the staged files, read from Parquet metadata and single row groups only.
 
@@ -33,6 +35,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -59,6 +62,30 @@ EXTENSION_FORMATS: dict[str, str] = {
 STAGED_ROW_GROUP_SIZE = 8192
 _TEXT_FORMATS = ("csv", "tsv", "json")
 _IPC_FILE_MAGIC = b"ARROW1"
+
+
+@dataclass(frozen=True)
+class RayTaskOptions:
+    """Resources and concurrency for the Ray Data tasks of a read and its staging write.
+
+    The background staging pass (``raystx.data.background``) runs while the training workers hold their CPUs,
+    so its tasks ask for ``num_cpus`` = 0 (they cannot wait for CPUs the workers keep) and ``concurrency`` caps
+    how many run at once (zero-CPU tasks are otherwise not limited by the cluster's size)."""
+
+    num_cpus: float = 0
+    concurrency: int = 2
+
+    def read_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``ray.data.read_*``."""
+        return {"num_cpus": self.num_cpus, "concurrency": self.concurrency}
+
+    def write_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``Dataset.write_parquet``."""
+        return {"ray_remote_args": {"num_cpus": self.num_cpus}, "concurrency": self.concurrency}
+
+    def map_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``Dataset.map_batches``."""
+        return {"num_cpus": self.num_cpus, "concurrency": self.concurrency}
 
 
 # ----------------------------------------------------------------------------------------------- paths
@@ -241,25 +268,38 @@ def check_unique_columns(name: str, files: Sequence[str], fmt: str) -> None:
             )
 
 
-def read_files(name: str, files: list[str], fmt: str) -> tuple[ray.data.Dataset, list[str] | None]:
-    """A lazy Ray Dataset over ``files`` and, for CSV/TSV, the header columns (None for other formats)."""
+def check_csv_headers(name: str, files: Sequence[str], fmt: str) -> list[str] | None:
+    """The header of the first local CSV/TSV file of ``files``, after checking that every local file has the
+    same one (``DatasetReadError`` naming the file otherwise); None when all files are remote."""
+    local = [p for p in files if not _is_remote(p)]
+    header = read_csv_header(name, local[0], fmt) if local else None
+    for other in local[1:]:
+        other_header = read_csv_header(name, other, fmt)
+        if other_header != header:
+            raise DatasetReadError(
+                f"dataset {name!r}: {file_location(other, 1)} has columns {other_header}, but "
+                f"{file_location(local[0], 1)} has {header}; all files of a dataset need the same header",
+                dataset=name,
+                file=other,
+                line=1,
+            )
+    return header
+
+
+def read_files(
+    name: str, files: list[str], fmt: str, options: RayTaskOptions | None = None
+) -> tuple[ray.data.Dataset, list[str] | None]:
+    """A lazy Ray Dataset over ``files`` and, for CSV/TSV, the header columns (None for other formats).
+
+    ``options``: the resources and concurrency of the read tasks (``background_options``); Ray Data's defaults
+    when None."""
+    read_args = options.read_args() if options is not None else {}
     import pyarrow.csv as pacsv
     import ray.data
 
     with _ordered_ray_data():
         if fmt in ("csv", "tsv"):
-            local = [p for p in files if not _is_remote(p)]
-            header = read_csv_header(name, local[0], fmt) if local else None
-            for other in local[1:]:
-                other_header = read_csv_header(name, other, fmt)
-                if other_header != header:
-                    raise DatasetReadError(
-                        f"dataset {name!r}: {file_location(other, 1)} has columns {other_header}, but "
-                        f"{file_location(local[0], 1)} has {header}; all files of a dataset need the same header",
-                        dataset=name,
-                        file=other,
-                        line=1,
-                    )
+            header = check_csv_headers(name, files, fmt)
             parse = (
                 pacsv.ParseOptions(delimiter="\t", quote_char=False)
                 if fmt == "tsv"
@@ -272,17 +312,18 @@ def read_files(name: str, files: list[str], fmt: str) -> tuple[ray.data.Dataset,
                 convert_options=pacsv.ConvertOptions(column_types=text_types),
                 partitioning=None,
                 file_extensions=None,
+                **read_args,
             )
             return ds, header
         if fmt in ("parquet", "arrow"):
             check_unique_columns(name, files, fmt)
         try:
             if fmt == "json":
-                ds = ray.data.read_json(files, partitioning=None, file_extensions=None)
+                ds = ray.data.read_json(files, partitioning=None, file_extensions=None, **read_args)
             elif fmt == "parquet":
-                ds = ray.data.read_parquet(files, partitioning=None, file_extensions=None)
+                ds = ray.data.read_parquet(files, partitioning=None, file_extensions=None, **read_args)
             elif fmt == "arrow":
-                ds = ray.data.read_datasource(_datasources()[0](files, partitioning=None))
+                ds = ray.data.read_datasource(_datasources()[0](files, partitioning=None), **read_args)
             else:
                 raise DatasetReadError(f"dataset {name!r}: unknown format {fmt!r}", dataset=name)
         except DatasetReadError:
@@ -290,7 +331,8 @@ def read_files(name: str, files: list[str], fmt: str) -> tuple[ray.data.Dataset,
         except Exception as exc:  # noqa: BLE001 - Parquet footers are read here, on the driver
             raise _read_failure(name, files, fmt, exc) from exc
         # pyarrow's JSON reader (and Parquet/IPC files written by others) can carry invalid UTF-8 strings
-        return ds.map_batches(_check_valid_utf8, batch_format="pyarrow", batch_size=None), None
+        map_args = options.map_args() if options is not None else {}
+        return ds.map_batches(_check_valid_utf8, batch_format="pyarrow", batch_size=None, **map_args), None
 
 
 def _check_valid_utf8(table: pa.Table) -> pa.Table:
@@ -299,13 +341,17 @@ def _check_valid_utf8(table: pa.Table) -> pa.Table:
     return table
 
 
-def read_iterable(dataset: datasets.IterableDataset, batch_size: int = 1024) -> ray.data.Dataset:
+def read_iterable(
+    dataset: datasets.IterableDataset, batch_size: int = 1024, options: RayTaskOptions | None = None
+) -> ray.data.Dataset:
     """A lazy Ray Dataset that streams a (finite) Hugging Face ``IterableDataset``, one read task per group
-    of its shards. Used instead of ``ray.data.from_huggingface``, which needs ``aiohttp`` and asks the Hub."""
+    of its shards. Used instead of ``ray.data.from_huggingface``, which needs ``aiohttp`` and asks the Hub.
+    ``options``: as for ``read_files``."""
     import ray.data
 
+    read_args = options.read_args() if options is not None else {}
     with _ordered_ray_data():
-        return ray.data.read_datasource(_datasources()[1](dataset, batch_size))
+        return ray.data.read_datasource(_datasources()[1](dataset, batch_size), **read_args)
 
 
 class _PrefixedStream(io.RawIOBase):
@@ -399,15 +445,18 @@ def stage(
     *,
     files: list[str] | None = None,
     fmt: str | None = None,
+    options: RayTaskOptions | None = None,
 ) -> list[str]:
     """Write ``ray_dataset`` to ``out_dir`` as Parquet with Ray tasks (the driver holds no rows) and
     return the written files in row order. ``out_dir`` is emptied first. A failure while reading
-    ``files`` becomes a ``DatasetReadError`` naming the file (and line, for text formats)."""
+    ``files`` becomes a ``DatasetReadError`` naming the file (and line, for text formats). ``options``: the
+    resources and concurrency of the write tasks (Ray Data's defaults when None)."""
     if not _is_remote(out_dir) and os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
+    write_args = options.write_args() if options is not None else {}
     try:
         with _ordered_ray_data():
-            ray_dataset.write_parquet(out_dir, row_group_size=STAGED_ROW_GROUP_SIZE)
+            ray_dataset.write_parquet(out_dir, row_group_size=STAGED_ROW_GROUP_SIZE, **write_args)
     except Exception as exc:  # noqa: BLE001 - Ray wraps reader errors in its own types
         raise _read_failure(name, files, fmt, exc) from exc
     return list_parquet_files(out_dir)

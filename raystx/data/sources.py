@@ -15,9 +15,14 @@ build the sources (``prepare_sources``) and check them against the losses (``val
 It needs ``ray.init()`` to have been called for everything except ``datasets.Dataset``. Reading errors
 (missing file, unsupported extension, malformed line, bad encoding) are raised here as ``DatasetReadError``.
 
+With ``defer=True`` (the trainer's ``train()``), a large file input or an ``IterableDataset`` is not staged
+here: its source holds its first ``SAMPLE_ROWS`` rows (enough for ``validate_sources``' column, type and value
+checks) and a ``PendingStaging`` marker, and the full pass runs while the workers start
+(``raystx.data.background``); the workers wait for it and check the whole dataset before their first step.
+
 ``validate_sources(sources, losses, global_batch_size=...)`` checks each source against its loss's
 ``ColumnContract`` (schema + a sample of rows, then one cheap Arrow pass over every row for nulls, NaN/inf,
-non-integral class ids and vector shapes: ``raystx.data.scan``) and raises one
+non-integral class ids and vector shapes: ``raystx.data.scan``, or the scans a background pass made) and raises one
 ``DatasetValidationError`` listing every problem. It returns the contract each dataset matched (a loss may
 accept several, e.g. ``SoftmaxLoss``: int class ids or vectors), whose ``label`` kind tells collation how to
 build the label tensor.
@@ -33,10 +38,12 @@ import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from raystx.data import background
+from raystx.data.background import PendingStaging, StagePlan
 from raystx.data.columns import (
     SelectColumns,
     columns_for,
@@ -49,6 +56,7 @@ from raystx.data.columns import (
     text_problems,
 )
 from raystx.data.errors import DatasetValidationError, DatasetWarning, dataset_label
+from raystx.data.head import head_of_files, head_of_iterable, total_bytes
 from raystx.data.names import split_label_column
 from raystx.data.pairing import pairing_problems, unpaired
 from raystx.data.readers import (
@@ -65,8 +73,16 @@ from raystx.data.readers import (
     read_parquet_rows,
     stage,
 )
-from raystx.data.scan import label_range_warning, label_scan_problem, scan_source, text_scan_problem
-from raystx.losses.base import ColumnContract
+from raystx.data.scan import (
+    ColumnStats,
+    label_range_warning,
+    label_scan_problem,
+    scan_source,
+    text_scan_problem,
+)
+
+if TYPE_CHECKING:  # a type only: the staging task imports this module without torch
+    from raystx.losses.base import ColumnContract
 
 
 @dataclass
@@ -83,7 +99,9 @@ class TrainingSource:
     is cut into blocks of ``shuffle_block_size`` rows), ``groups_per_file`` how many row groups each file has.
     ``cache_tag`` names the run whose node-local caches of remote row groups this source's workers write
     (removed when the run ends); ``cache_max_bytes`` caps that cache per opened source (None: the default of
-    ``raystx.data.shard_reader``).
+    ``raystx.data.shard_reader``). ``pending`` is set while the full staging pass runs in the background
+    (``raystx.data.background``): ``dataset`` then holds only the first rows, ``num_rows`` counts them, and
+    ``open()`` refuses (the workers replace the source by the full one first).
     """
 
     name: str
@@ -99,6 +117,7 @@ class TrainingSource:
     shard_rows: list[int] | None = None
     groups_per_file: list[int] | None = None
     cache_max_bytes: int | None = None
+    pending: PendingStaging | None = None
     _opened: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -111,6 +130,11 @@ class TrainingSource:
         itself, or for Parquet files a ``RowGroupReader`` that fetches only the row groups asked for (through
         a size-capped node-local cache) and can prefetch upcoming ones. The result is cached on this object
         (and not pickled)."""
+        if self.pending is not None:
+            raise RuntimeError(
+                f"dataset {self.name!r} is still being staged in the background; its full source comes from "
+                "raystx.data.background.resolve_pending"
+            )
         if self._opened is None:
             if self.dataset is not None:
                 ds = self.dataset
@@ -149,7 +173,10 @@ class TrainingSource:
 
     def peek(self, indices: Sequence[int]) -> dict[str, list]:
         """Like ``take`` but for the driver: Parquet data is read from the few row groups holding ``indices``,
-        with nothing cached."""
+        with nothing cached. A source still being staged gives rows of its first rows (the driver's sample)."""
+        if self.pending is not None:
+            rows = self.dataset.select_columns(self.columns)[[int(i) for i in indices]]
+            return {c: list(rows[c]) for c in self.columns}
         if self.dataset is not None or not self.staged_files:
             return self.take(indices)
         assert self.schema is not None
@@ -200,8 +227,10 @@ def _stage_dir(staging_dir: str, name: str, used: set[str]) -> str:
 
 
 def _prepare_one(
-    name: str, item: Any, staging_dir: str, select: list[str] | None, used: set[str]
+    name: str, item: Any, staging_dir: str, select: list[str] | None, used: set[str], defer: bool = False
 ) -> TrainingSource:
+    """One source; ``defer``: a large file input or an ``IterableDataset`` becomes a pending source over its
+    first rows (``_deferred``) instead of being staged here."""
     import datasets
 
     if isinstance(item, datasets.Dataset):
@@ -227,20 +256,22 @@ def _prepare_one(
     files: list[str] | None = None
     fmt: str | None = None
     known_columns: list[str] | None = None
+    head = None
     if isinstance(item, datasets.IterableDataset):
-        ray_dataset = read_iterable(item)
         known_columns = list(item.column_names) if item.column_names else None
         origin = "datasets.IterableDataset"
+        if defer:
+            head = head_of_iterable(name, item, background.SAMPLE_ROWS + 1)
     elif _is_ray_dataset(item):
-        ray_dataset = item
         origin = "ray.data.Dataset"
     elif is_path_spec(item):
         files = expand_paths(name, item)
         fmt = detect_format(name, files)
         if fmt == "parquet":
             return _parquet_in_place(name, files, select)
-        ray_dataset, known_columns = read_files(name, files, fmt)
         origin = describe_files(fmt, files)
+        if defer and total_bytes(files) >= background.OVERLAP_MIN_BYTES:
+            head = head_of_files(name, files, fmt, background.SAMPLE_ROWS + 1)
     else:
         raise DatasetValidationError(
             f"dataset {name!r} has an unsupported type {type(item).__module__}.{type(item).__name__}; give a "
@@ -248,7 +279,38 @@ def _prepare_one(
             "(CSV, TSV, JSON, JSONL, Parquet, Arrow), or a dict of them",
             dataset=name,
         )
-    staged = stage(name, ray_dataset, _stage_dir(staging_dir, name, used), files=files, fmt=fmt)
+    out_dir = _stage_dir(staging_dir, name, used)
+    if head is not None and head.num_rows > background.SAMPLE_ROWS:  # large: staged while the workers start
+        plan = StagePlan(
+            name,
+            out_dir,
+            origin,
+            select=select,
+            files=files,
+            fmt=fmt,
+            iterable=item if files is None else None,
+            known_columns=known_columns,
+        )
+        return _deferred(name, head.slice(0, background.SAMPLE_ROWS), plan)
+    if files is not None:
+        assert fmt is not None
+        ray_dataset, known_columns = read_files(name, files, fmt)
+    else:
+        ray_dataset = read_iterable(item) if isinstance(item, datasets.IterableDataset) else item
+    staged = stage(name, ray_dataset, out_dir, files=files, fmt=fmt)
+    return staged_source(name, staged, select, origin, known_columns, ray_dataset)
+
+
+def staged_source(
+    name: str,
+    staged: list[str],
+    select: list[str] | None,
+    origin: str,
+    known_columns: list[str] | None,
+    ray_dataset: Any,
+) -> TrainingSource:
+    """The source over ``staged`` Parquet files (written by ``stage``), columns resolved with ``select``;
+    for no file (an empty dataset) the columns come from ``known_columns`` or ``ray_dataset``'s schema."""
     groups_per_file = None
     if staged:
         schema = parquet_schema(staged)
@@ -274,6 +336,26 @@ def _prepare_one(
         origin=origin,
         shard_rows=shard_rows,
         groups_per_file=groups_per_file,
+    )
+
+
+def _deferred(name: str, head: pa.Table, plan: StagePlan) -> TrainingSource:
+    """A source whose full pass ``plan`` runs later (``raystx.data.background``), checked meanwhile on
+    ``head``, its first rows, held as a ``datasets.Dataset``."""
+    import datasets
+
+    columns = list(head.column_names)
+    inputs, label = resolve_columns(name, columns, plan.select)
+    return TrainingSource(
+        name=name,
+        input_columns=inputs,
+        label_column=label,
+        num_rows=head.num_rows,
+        dataset=datasets.Dataset(datasets.table.InMemoryTable(head)),
+        schema=head.schema,
+        all_columns=columns,
+        origin=plan.origin,
+        pending=PendingStaging(plan),
     )
 
 
@@ -312,13 +394,16 @@ def prepare_sources(
     staging_dir: str,
     select_columns: SelectColumns = None,
     name: str = "train",
+    defer: bool = False,
 ) -> dict[str, TrainingSource]:
     """Turn the user's dataset(s) into ``{name: TrainingSource}`` on the driver.
 
     ``train_dataset``: one dataset (named ``name``) or a dict / ``DatasetDict`` of them, of the kinds listed
     in the module docstring. ``staging_dir``: where Ray tasks write the Parquet copy of non-``Dataset``
     inputs (``staging_dir/<name>/``, emptied first); nothing else is written. ``select_columns``: a list of
-    columns to keep, in order, for every dataset, or ``{name: [columns]}`` per dataset.
+    columns to keep, in order, for every dataset, or ``{name: [columns]}`` per dataset. ``defer``: large file
+    inputs (``OVERLAP_MIN_BYTES``) and ``IterableDataset`` inputs of more than ``SAMPLE_ROWS`` rows come back
+    pending, over their first rows, for ``raystx.data.background.start_staging`` (see the module docstring).
     """
     named = _named_datasets(train_dataset, name)
     if isinstance(select_columns, Mapping):
@@ -330,7 +415,10 @@ def prepare_sources(
             )
     root = staging_dir if "://" in staging_dir else os.path.abspath(staging_dir)
     used: set[str] = set()
-    return {n: _prepare_one(n, item, root, columns_for(select_columns, n), used) for n, item in named.items()}
+    return {
+        n: _prepare_one(n, item, root, columns_for(select_columns, n), used, defer)
+        for n, item in named.items()
+    }
 
 
 # ------------------------------------------------------------------------------------------ validating
@@ -403,16 +491,23 @@ def _warn_label_range(source: TrainingSource, stats: Any, loss: Any, loss_name: 
 
 
 def _source_problems(
-    source: TrainingSource, loss: Any, global_batch_size: int, drop_last: bool, sample_rows: int, seed: int
+    source: TrainingSource,
+    loss: Any,
+    global_batch_size: int,
+    drop_last: bool,
+    sample_rows: int,
+    seed: int,
+    scanned: Mapping[str, ColumnStats] | None = None,
 ) -> tuple[list[str], ColumnContract | None]:
     """Problems of one source with its loss (sentences without the dataset/loss prefix) and the contract it
-    matched (None when it matches none)."""
+    matched (None when it matches none). ``scanned``: the every-row scan if made already (else made here).
+    A pending source (first rows only) is not checked for its size."""
     loss_name = _loss_name(loss)
     contract_list = contracts_of(loss)
     problems: list[str] = []
     if source.num_rows == 0:
         problems.append("it is empty (0 rows)")
-    elif drop_last and source.num_rows < global_batch_size:
+    elif drop_last and source.num_rows < global_batch_size and source.pending is None:
         problems.append(
             f"it has {source.num_rows} rows, fewer than one global batch of {global_batch_size} (per-device batch "
             "size x number of workers); with dataloader_drop_last=True it would give no training step: lower the "
@@ -423,7 +518,8 @@ def _source_problems(
     if source.num_rows > 0:
         indices = sample_indices(source.num_rows, sample_rows, seed)
         rows = source.peek(indices)
-    scanned = scan_source(source)  # every row, Arrow compute: nulls, NaN/inf, ranges
+    if scanned is None:
+        scanned = scan_source(source)  # every row, Arrow compute: nulls, NaN/inf, ranges
     for column in source.input_columns:
         # schema type first, then every row (first bad row, counts), then the Python values of the sample
         found, _ = text_problems(column, source.column_type(column), [])
@@ -480,6 +576,7 @@ def validate_sources(
     drop_last: bool = True,
     sample_rows: int = 256,
     seed: int = 0,
+    scans: Mapping[str, Mapping[str, ColumnStats]] | None = None,
 ) -> dict[str, ColumnContract]:
     """Check every source against its loss on the driver; raise one ``DatasetValidationError`` listing
     all problems (each line names the dataset, its columns, the loss and the expected format).
@@ -487,7 +584,9 @@ def validate_sources(
     ``losses``: one loss (instance or class with a ``contract``) for all datasets, or ``{name: loss}``
     covering exactly the datasets. ``global_batch_size``: rows per optimizer step over all workers; with
     ``drop_last`` a dataset needs at least that many rows. ``sample_rows``: how many rows per dataset are
-    read to check values. Empty strings and ID-like column names only warn (``DatasetWarning``).
+    read to check values. ``scans``: ``{name: {column: ColumnStats}}`` of an every-row scan made already (a
+    background staging pass's); other sources are scanned here. Empty strings and ID-like column names only
+    warn (``DatasetWarning``).
     Returns ``{name: the ColumnContract the dataset matched}``.
     """
     if isinstance(sources, TrainingSource):
@@ -507,7 +606,10 @@ def validate_sources(
                 dataset=name,
                 loss=loss_name,
             )
-        problems, contract = _source_problems(source, loss, global_batch_size, drop_last, sample_rows, seed)
+        scanned = (scans or {}).get(name)
+        problems, contract = _source_problems(
+            source, loss, global_batch_size, drop_last, sample_rows, seed, scanned
+        )
         if contract is not None:
             matched[name] = contract
             continue

@@ -98,6 +98,7 @@ class SentenceTransformerTrainer:
         self.loss = loss
         self.state: TrainOutput | None = None
         self.timings: dict[str, float] = {}
+        self._staging: Any = None  # the run's background staging passes (raystx.data.background.StagingJob)
 
     # ------------------------------------------------------------------ driver-side preparation
     def _losses_by_dataset(self, names: list[str]) -> dict[str, nn.Module]:
@@ -199,8 +200,13 @@ class SentenceTransformerTrainer:
             )
 
     # ------------------------------------------------------------------ validate / train
-    def _prepare(self, staging: str | Path) -> tuple[dict[str, Any], dict[str, nn.Module]]:
-        """Read/stage the datasets and check them against the losses (driver side, before any worker)."""
+    def _prepare(
+        self, staging: str | Path, defer: bool = False
+    ) -> tuple[dict[str, Any], dict[str, nn.Module]]:
+        """Read/stage the datasets and check them against the losses (driver side, before any worker).
+
+        ``defer``: large file and ``IterableDataset`` inputs are checked on their first rows and come back
+        pending; their full staging pass is started by ``_stage`` (``raystx.data.background``)."""
         from raystx.data.sources import prepare_sources, validate_sources
         from raystx.models.router import check_router_mapping
         from raystx.train.eval_data import prepare_eval_datasets
@@ -219,6 +225,7 @@ class SentenceTransformerTrainer:
             staging_dir=str(staging),
             name=DEFAULT_DATASET_NAME,
             select_columns=self.select_columns,
+            defer=defer,
         )
         losses = self._losses_by_dataset(list(sources))
         matched = validate_sources(
@@ -290,8 +297,10 @@ class SentenceTransformerTrainer:
         """The run itself (``train()`` without its pre-start checks, lock and signal handling).
 
         ``self.timings`` then holds the driver's phases in seconds: ``prepare`` (checks, ``ray.init``, data
-        staging and validation), ``workers`` (``TorchTrainer.fit``: worker start, the step loop, the final
-        checkpoint, teardown), ``load_result`` (weights back into ``model``) and ``finish`` (summary, card).
+        staging and validation; for a large CSV/JSON/``IterableDataset`` input only the check of its first rows,
+        its full staging then overlaps the next phase), ``workers`` (``TorchTrainer.fit``: worker start, the
+        step loop, the final checkpoint, teardown), ``load_result`` (weights back into ``model``) and
+        ``finish`` (summary, card).
         """
         from raystx.train.storage import delete_tree, join
 
@@ -312,13 +321,8 @@ class SentenceTransformerTrainer:
             delete_tree(join(run_dir, RAY_RUN_SNAPSHOT))
         clock.mark("prepare")
         show_progress = not self.args.disable_tqdm
-        result = launch(
-            self._payload(sources, losses, run_dir),
-            self._scaling(),
-            run_config,
-            show_progress,
-            max_pending_s=self.args.max_pending_s,
-        )
+        result = self._launch(sources, losses, run_dir, run_config, show_progress)
+        sources = self._staging.resolved(sources)  # sources staged while the workers started: their full form
         clock.mark("workers")
         metric, mode = self._best_metric()
         best = BestCheckpoint(metric, mode, enabled=bool(self.args.load_best_model_at_end))
@@ -334,19 +338,73 @@ class SentenceTransformerTrainer:
         return out
 
     def _stage(self, run_dir: str) -> tuple[dict[str, Any], dict[str, nn.Module]]:
-        """``_prepare`` into the run's staging folder; on failure nothing is left behind (no staged data, no
-        empty run folder this call created)."""
+        """``_prepare`` into the run's staging folder, then the background staging of large inputs started
+        (``self._staging``; unless ``_overlap_staging`` says no). On failure nothing is left behind (no staged
+        data, no empty run folder this call created)."""
+        from raystx.data.background import StagingJob, start_staging
         from raystx.train.storage import delete_tree, is_uri, join
 
         local_run_dir = None if is_uri(run_dir) else Path(run_dir)
         created_run_dir = local_run_dir is not None and not local_run_dir.exists()
         staging = join(run_dir, STAGING_DIR)
+        self._staging = StagingJob()
         try:
-            return self._prepare(staging)
+            spare = self._spare_cpus()
+            sources, losses = self._prepare(staging, defer=spare >= 1 and self._overlap_staging(run_dir))
+            self._staging = start_staging(sources, concurrency=int(spare))
+            return sources, losses
         except BaseException:
             delete_tree(staging)
             if created_run_dir and local_run_dir.is_dir() and not any(local_run_dir.iterdir()):
                 local_run_dir.rmdir()
+            raise
+
+    def _spare_cpus(self) -> float:
+        """CPUs of the cluster the workers do not reserve (``raystx.data.background.spare_cpus``)."""
+        from raystx.data.background import spare_cpus
+        from raystx.train.resources import scaling_need
+
+        return spare_cpus(scaling_need(self._scaling()).get("CPU", 0.0))
+
+    def _overlap_staging(self, run_dir: str) -> bool:
+        """Whether large inputs are staged while the workers start (given CPUs the workers leave free: else
+        staging would only compete with their start). Not with ``RAYSTX_STAGE_BEFORE_START=1``; not when the
+        run is about to delete an earlier run's checkpoints (``overwrite_output_dir``): a data error found
+        after the start must not cost them."""
+        from raystx.data.background import overlap_enabled
+        from raystx.train.storage import checkpoint_names
+
+        if not overlap_enabled():
+            return False
+        overwrites = self.args.overwrite_output_dir and not self.args.resume_from_checkpoint
+        return not (overwrites and checkpoint_names(run_dir))
+
+    def _launch(
+        self,
+        sources: dict[str, Any],
+        losses: dict[str, nn.Module],
+        run_dir: str,
+        run_config: Any,
+        progress: bool,
+    ) -> Any:
+        """``driver.launch`` of this run's payload. If it fails, staging still running in the background is
+        cancelled; a staged copy that is partial (a failed or cancelled pass) or that the workers' check of the
+        whole dataset refused is removed, ``keep_staged_data`` or not (as ``_stage`` does on the driver)."""
+        from raystx.data.errors import DatasetValidationError
+        from raystx.train.storage import delete_tree, join
+
+        try:
+            return launch(
+                self._payload(sources, losses, run_dir),
+                self._scaling(),
+                run_config,
+                progress,
+                max_pending_s=self.args.max_pending_s,
+            )
+        except BaseException as exc:
+            partial = self._staging.stop()
+            if partial or (self._staging.refs and isinstance(exc, DatasetValidationError)):
+                delete_tree(join(run_dir, STAGING_DIR))
             raise
 
     def _payload(self, sources: dict[str, Any], losses: dict[str, nn.Module], run_dir: str) -> WorkerPayload:
@@ -381,6 +439,7 @@ class SentenceTransformerTrainer:
             run_dir=None if is_uri(run_dir) else run_dir,
             best_metric_key=metric,
             greater_is_better=mode == "max",
+            data_check_batch_size=self.args.per_device_train_batch_size * max_workers(self._scaling()),
         )
 
     def hyperparameter_search(

@@ -1,8 +1,9 @@
 """A worker's side of a run: what the driver ships (``WorkerPayload``) and how the step loop is assembled from it.
 
 ``train_worker(payload, runtime)`` is the entry point on every Ray Train worker (through the trainer's
-``_ray_train_fn``) and in one plain process (``LocalRuntime``: tests, ``bench/gpu_check.sh``). It seeds, puts the
-model and losses on the runtime's device, builds the parameter strategy, optimizer, data cursor and schedule,
+``_ray_train_fn``) and in one plain process (``LocalRuntime``: tests, ``bench/gpu_check.sh``). It waits for data
+staged while the workers started (``raystx.train.staged_wait``), seeds, puts the model and losses on the runtime's
+device, builds the parameter strategy, optimizer, data cursor and schedule,
 restores the newest complete checkpoint if any, and runs ``TrainLoop``.
 """
 
@@ -29,6 +30,7 @@ from raystx.train.loop import LoopParts, LoopState, NonFiniteLossError, TrainLoo
 from raystx.train.optim import build_optimizer, build_scheduler
 from raystx.train.resume import checkpoint_candidates, recount_schedule, restore_latest
 from raystx.train.runtime import Runtime
+from raystx.train.staged_wait import await_staged_data
 from raystx.train.strategy import build_strategy
 
 logger = logging.getLogger("raystx.train")
@@ -63,6 +65,9 @@ class WorkerPayload:
     initial_weights: str | None = None
     # ``SentenceTransformer`` keyword arguments to read ``initial_weights`` with (trust_remote_code, model_kwargs...)
     initial_weights_kwargs: dict[str, Any] = field(default_factory=dict)
+    # The global batch size the driver checks datasets with; datasets staged while the workers started
+    # (``raystx.train.staged_wait``) are checked on the workers with the same one.
+    data_check_batch_size: int = 1
 
 
 def set_seed(seed: int) -> None:
@@ -72,7 +77,10 @@ def set_seed(seed: int) -> None:
 
 
 def build_loop(payload: WorkerPayload, runtime: Runtime) -> TrainLoop:
-    """Assemble the step loop on this worker, resumed from the newest complete checkpoint if there is one."""
+    """Assemble the step loop on this worker, resumed from the newest complete checkpoint if there is one.
+
+    Data staged while the workers started is awaited and checked first (``await_staged_data``)."""
+    await_staged_data(payload, runtime.rank)
     args = payload.args
     set_seed(args.seed)
     model = to_device(payload.model, runtime.device)
