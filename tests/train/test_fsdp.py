@@ -125,6 +125,7 @@ def _changed(result: dict, model_dir: Path) -> float:
     return max(float((result["weights"][k] - start[k]).abs().max()) for k in start)
 
 
+@pytest.mark.slow  # CI budget: test_fsdp_ray.py runs the same equality and export on 2 Ray workers in CI
 def test_fsdp_on_two_ranks_equals_one_rank_on_the_global_batch_mnrl(tmp_path, tiny_bert_dir):
     sharded = _run(tmp_path, tiny_bert_dir, "mnrl", "fsdp", 2, fsdp=True)
     single = _run(tmp_path, tiny_bert_dir, "mnrl", "single", 1, per_device_train_batch_size=16)

@@ -43,6 +43,7 @@ def test_packed_bert_under_fsdp_trains_like_padded(tmp_path, tiny_bert_dir):
     _compare(tmp_path, tiny_bert_dir, "mean")
 
 
+@pytest.mark.slow  # CI budget: the packed BERT run above stays in CI; decoders run the HF layers
 def test_packed_qwen3_under_fsdp_trains_like_padded(tmp_path, qwen3_dir):
     _compare(tmp_path, qwen3_dir, "lasttoken")
 

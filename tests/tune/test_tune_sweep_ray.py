@@ -27,6 +27,7 @@ def _live_groups(ray, exclude: set[str]) -> list[dict]:
     return [g for pid, g in table.items() if pid not in exclude and g["state"] != "REMOVED"]
 
 
+@pytest.mark.slow  # CI budget: ~3 min; Tune + Optuna on Ray stays in CI (test_tune_hpo_ray), the CLI's config path in Ray-free tests
 def test_cli_loss_x_lr_sweep_with_asha_stops_trials_frees_groups_and_exports_a_reproducible_model(
     ray_session, tiny_bert_dir, tmp_path
 ):
