@@ -31,6 +31,7 @@ from raystx.data.readers import (
     _read_ipc_stream,
     check_csv_headers,
     check_unique_columns,
+    csv_options,
 )
 
 READ_CHUNK = 1 << 20  # bytes per read while looking for the first JSON lines
@@ -60,14 +61,7 @@ def _csv_head(path: str, fmt: str, rows: int, header: list[str] | None) -> pa.Ta
     (``header``: the columns read as text unless they are label columns; None for a remote file)."""
     import pyarrow.csv as pacsv
 
-    from raystx.data.names import LABEL_COLUMNS
-
-    parse = (
-        pacsv.ParseOptions(delimiter="\t", quote_char=False)
-        if fmt == "tsv"
-        else pacsv.ParseOptions(delimiter=",", newlines_in_values=True)
-    )
-    text_types = {c: pa.string() for c in header or [] if c not in LABEL_COLUMNS}
+    parse, convert = csv_options(fmt, header)
     batches = []
     count = 0
     with _open_stream(path) as stream:
@@ -75,7 +69,7 @@ def _csv_head(path: str, fmt: str, rows: int, header: list[str] | None) -> pa.Ta
             stream,
             read_options=pacsv.ReadOptions(use_threads=False),  # Ray Data's CSV read options
             parse_options=parse,
-            convert_options=pacsv.ConvertOptions(column_types=text_types),
+            convert_options=convert,
         )
         for batch in reader:
             batches.append(batch)

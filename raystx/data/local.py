@@ -27,6 +27,7 @@ from raystx.data.readers import (
     _open_input,
     _read_failure,
     _read_ipc_stream,
+    csv_options,
     describe_files,
     detect_format,
     expand_paths,
@@ -69,15 +70,8 @@ def _read_text_table(name: str, path: str, fmt: str) -> pa.Table:
                 return pa.Table.from_pylist(json.load(f))
         return pajson.read_json(_open_input(path))
     header = None if _is_remote(path) else read_csv_header(name, path, fmt)
-    parse = (
-        pacsv.ParseOptions(delimiter="\t", quote_char=False)
-        if fmt == "tsv"
-        else pacsv.ParseOptions(delimiter=",", newlines_in_values=True)
-    )
-    text_types = {c: pa.string() for c in header or [] if c not in LABEL_COLUMNS}
-    return pacsv.read_csv(
-        _open_input(path), parse_options=parse, convert_options=pacsv.ConvertOptions(column_types=text_types)
-    )
+    parse, convert = csv_options(fmt, header)
+    return pacsv.read_csv(_open_input(path), parse_options=parse, convert_options=convert)
 
 
 def iter_file_tables(name: str, files: Sequence[str], fmt: str) -> Iterator[pa.Table]:

@@ -286,6 +286,21 @@ def check_csv_headers(name: str, files: Sequence[str], fmt: str) -> list[str] | 
     return header
 
 
+def csv_options(fmt: str, header: Sequence[str] | None) -> tuple[Any, Any]:
+    """pyarrow's ``(ParseOptions, ConvertOptions)`` for a CSV (``fmt="csv"``) or TSV file with ``header``: every
+    column but the label columns read as text (so "007" stays a sentence, not the number 7). One definition for
+    the staging read, the driver's head of a file and the local reader, so they parse the same rows alike."""
+    import pyarrow.csv as pacsv
+
+    parse = (
+        pacsv.ParseOptions(delimiter="\t", quote_char=False)
+        if fmt == "tsv"
+        else pacsv.ParseOptions(delimiter=",", newlines_in_values=True)
+    )
+    text_types = {c: pa.string() for c in header or [] if c not in LABEL_COLUMNS}
+    return parse, pacsv.ConvertOptions(column_types=text_types)
+
+
 def read_files(
     name: str, files: list[str], fmt: str, options: RayTaskOptions | None = None
 ) -> tuple[ray.data.Dataset, list[str] | None]:
@@ -294,22 +309,16 @@ def read_files(
     ``options``: the resources and concurrency of the read tasks (``background_options``); Ray Data's defaults
     when None."""
     read_args = options.read_args() if options is not None else {}
-    import pyarrow.csv as pacsv
     import ray.data
 
     with _ordered_ray_data():
         if fmt in ("csv", "tsv"):
             header = check_csv_headers(name, files, fmt)
-            parse = (
-                pacsv.ParseOptions(delimiter="\t", quote_char=False)
-                if fmt == "tsv"
-                else pacsv.ParseOptions(delimiter=",", newlines_in_values=True)
-            )
-            text_types = {c: pa.string() for c in header or [] if c not in LABEL_COLUMNS}
+            parse, convert = csv_options(fmt, header)
             ds = ray.data.read_csv(
                 files,
                 parse_options=parse,
-                convert_options=pacsv.ConvertOptions(column_types=text_types),
+                convert_options=convert,
                 partitioning=None,
                 file_extensions=None,
                 **read_args,

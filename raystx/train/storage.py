@@ -10,7 +10,6 @@ temporary folder. Credentials for URIs come from the environment (pyarrow's own 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -212,30 +211,8 @@ def delete_tree(location: str) -> None:
         pass
 
 
-def local_copy(location: str) -> Path:
-    """A local folder with the contents of ``location`` (the folder itself when it is local)."""
-    if not is_uri(location):
-        return Path(location)
-    import pyarrow.fs
-
-    target = Path(tempfile.mkdtemp(prefix="raystx-download-"))
-    fs, root = _fs(location)
-    pyarrow.fs.copy_files(
-        root, str(target), source_filesystem=fs, destination_filesystem=pyarrow.fs.LocalFileSystem()
-    )
-    return target
-
-
 def save_model(model, location: str, **save_kwargs) -> str:
     """``model.save_pretrained(**save_kwargs)`` to a local folder or a URI (written locally first, then uploaded)."""
-    if not is_uri(location):
-        model.save_pretrained(str(location), **save_kwargs)
-        return str(Path(location).absolute())
-    with uploaded_folder(location) as tmp:
-        model.save_pretrained(str(tmp), **save_kwargs)
-    return location
-
-
-def ensure_parent(location: str) -> None:
-    if not is_uri(location):
-        os.makedirs(Path(location).parent, exist_ok=True)
+    with uploaded_folder(location) as folder:
+        model.save_pretrained(str(folder), **save_kwargs)
+    return location if is_uri(location) else str(Path(location).absolute())

@@ -231,7 +231,7 @@ class SentenceTransformerTrainer:
         matched = validate_sources(
             sources,
             losses,
-            global_batch_size=self.args.per_device_train_batch_size * max_workers(scaling),  # strictest size
+            global_batch_size=self._check_batch_size(),
             drop_last=self.args.dataloader_drop_last,
         )
         _check_fsdp(self.args, losses, self.eval_dataset is not None, int(scaling.num_workers or 1))
@@ -359,6 +359,11 @@ class SentenceTransformerTrainer:
                 local_run_dir.rmdir()
             raise
 
+    def _check_batch_size(self) -> int:
+        """The global batch size datasets are checked against (driver, and workers for data staged while they
+        started): the one of the most workers the run may have, the strictest."""
+        return self.args.per_device_train_batch_size * max_workers(self._scaling())
+
     def _spare_cpus(self) -> float:
         """CPUs of the cluster the workers do not reserve (``raystx.data.background.spare_cpus``)."""
         from raystx.data.background import spare_cpus
@@ -439,7 +444,7 @@ class SentenceTransformerTrainer:
             run_dir=None if is_uri(run_dir) else run_dir,
             best_metric_key=metric,
             greater_is_better=mode == "max",
-            data_check_batch_size=self.args.per_device_train_batch_size * max_workers(self._scaling()),
+            data_check_batch_size=self._check_batch_size(),
         )
 
     def hyperparameter_search(

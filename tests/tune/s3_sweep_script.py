@@ -33,20 +33,10 @@ LEARNING_RATES = [1e-5, 5e-3]
 def sweep_yaml(tmp: Path, model_dir: Path) -> Path:
     """The sweep file: local CSVs (staged by the driver to the bucket), everything the sweep writes on S3."""
     import yaml
-    from tune_helpers import write_pairs, write_scored
+    from tune_helpers import trial_base
 
-    pairs = write_pairs(tmp / "pairs.csv")
-    dev = write_scored(tmp / "dev.csv", n=24, seed=9)
     raw = {
-        "model": {"name_or_path": str(model_dir), "max_seq_length": 16},
-        "train_data": {"pairs": {"path": str(pairs)}},
-        "loss": {"type": "MultipleNegativesRankingLoss"},
-        "evaluator": {
-            "type": "EmbeddingSimilarityEvaluator",
-            "path": str(dev),
-            "columns": {"sentences1": "sentence1", "sentences2": "sentence2", "scores": "score"},
-            "kwargs": {"name": "dev"},
-        },
+        **trial_base(tmp, model_dir),
         "args": {
             "output_dir": str(tmp / "out"),
             "max_steps": 4,

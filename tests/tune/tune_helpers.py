@@ -35,10 +35,10 @@ def read_scored(path: Path) -> tuple[list[str], list[str], list[float]]:
     return [r["sentence1"] for r in rows], [r["sentence2"] for r in rows], [float(r["score"]) for r in rows]
 
 
-def sweep_config(root: Path, model_dir: Path, **tune: Any) -> dict[str, Any]:
-    """A sweep over the loss (MNRL / CachedMNRL on pairs, CoSENT on scored pairs) x learning rate."""
+def trial_base(root: Path, model_dir: Path) -> dict[str, Any]:
+    """What every test sweep trains: tiny BERT, MNRL on ``root/pairs.csv``, STS evaluation on ``root/dev.csv``
+    (both written here); the caller adds ``args``, ``search`` and ``tune``."""
     pairs = write_pairs(root / "pairs.csv")
-    scored = write_scored(root / "scored.csv", seed=5)
     dev = write_scored(root / "dev.csv", n=24, seed=9)
     return {
         "model": {"name_or_path": str(model_dir), "max_seq_length": 16},
@@ -50,6 +50,14 @@ def sweep_config(root: Path, model_dir: Path, **tune: Any) -> dict[str, Any]:
             "columns": {"sentences1": "sentence1", "sentences2": "sentence2", "scores": "score"},
             "kwargs": {"name": "dev"},
         },
+    }
+
+
+def sweep_config(root: Path, model_dir: Path, **tune: Any) -> dict[str, Any]:
+    """A sweep over the loss (MNRL / CachedMNRL on pairs, CoSENT on scored pairs) x learning rate."""
+    scored = write_scored(root / "scored.csv", seed=5)
+    return {
+        **trial_base(root, model_dir),
         "args": {
             "output_dir": str(root / "out"),
             "max_steps": 8,
